@@ -1,0 +1,301 @@
+//! General matrix multiply: the one place that calls `matrixmultiply`.
+//!
+//! Every entry point computes `C <- alpha * A * B + beta * C` with `A` of
+//! `m x k`, `B` of `k x n` and `C` of `m x n`. Each matrix is a slice plus a
+//! row and a column stride, so a transposed operand is the same slice with
+//! its strides swapped and costs no copy.
+
+use rayon::prelude::*;
+
+use crate::Float;
+
+/// A read-only strided view of a matrix.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a, T: Float> MatRef<'a, T> {
+    /// Views `data` as a row-major `rows x cols` matrix.
+    ///
+    /// # Panics
+    /// If `data` holds fewer than `rows * cols` elements.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self::strided(data, rows, cols, cols, 1)
+    }
+
+    /// Views `data` as a `rows x cols` matrix whose element `(i, j)` is
+    /// `data[i * row_stride + j * col_stride]`.
+    ///
+    /// # Panics
+    /// If the last addressed element lies outside `data`.
+    pub fn strided(
+        data: &'a [T],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
+        assert_in_bounds(data.len(), rows, cols, row_stride, col_stride);
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+
+    /// The transpose, as a view of the same elements.
+    pub fn t(self) -> Self {
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+/// A writable strided view of a matrix.
+#[derive(Debug)]
+pub struct MatMut<'a, T> {
+    data: &'a mut [T],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a, T: Float> MatMut<'a, T> {
+    /// Views `data` as a row-major `rows x cols` matrix.
+    ///
+    /// # Panics
+    /// If `data` holds fewer than `rows * cols` elements.
+    pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
+        Self::strided(data, rows, cols, cols, 1)
+    }
+
+    /// Views `data` as a `rows x cols` matrix whose element `(i, j)` is
+    /// `data[i * row_stride + j * col_stride]`.
+    ///
+    /// # Panics
+    /// If the last addressed element lies outside `data`.
+    pub fn strided(
+        data: &'a mut [T],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
+        assert_in_bounds(data.len(), rows, cols, row_stride, col_stride);
+        MatMut {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+}
+
+fn assert_in_bounds(len: usize, rows: usize, cols: usize, row_stride: usize, col_stride: usize) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let last = (rows - 1) * row_stride + (cols - 1) * col_stride;
+    assert!(
+        last < len,
+        "matrix view {rows}x{cols} with strides ({row_stride}, {col_stride}) needs {} elements, slice has {len}",
+        last + 1
+    );
+}
+
+/// Products with fewer multiply-accumulates than this run on the calling
+/// thread: below it, handing rows to another core costs more than it saves.
+const PARALLEL_MIN_MACS: usize = 1 << 21;
+
+/// Computes `C <- alpha * A * B + beta * C` on the calling thread.
+///
+/// When `beta` is zero, `C` is only written, so it may hold anything
+/// (including NaN) beforehand.
+///
+/// # Panics
+/// If the inner or outer dimensions of `A`, `B` and `C` disagree.
+pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
+    assert_eq!(a.cols, b.rows, "gemm: A is {}x{} but B is {}x{}", a.rows, a.cols, b.rows, b.cols);
+    assert_eq!(
+        (a.rows, b.cols),
+        (c.rows, c.cols),
+        "gemm: A*B is {}x{} but C is {}x{}",
+        a.rows,
+        b.cols,
+        c.rows,
+        c.cols
+    );
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: every view was bounds-checked on construction for its own
+    // rows, columns and strides, the dimensions were checked above, and C
+    // is borrowed mutably, so it aliases neither A nor B. Strides fit in
+    // isize because each addresses an element inside a slice.
+    unsafe {
+        T::gemm_raw(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.row_stride as isize,
+            a.col_stride as isize,
+            b.data.as_ptr(),
+            b.row_stride as isize,
+            b.col_stride as isize,
+            beta,
+            c.data.as_mut_ptr(),
+            c.row_stride as isize,
+            c.col_stride as isize,
+        );
+    }
+}
+
+/// Computes `C <- alpha * A * B + beta * C` for a row-major, contiguous `C`,
+/// splitting the rows of `C` across rayon workers when the product is large
+/// and the caller is not already running on a rayon worker (so batch-level
+/// parallelism is never multiplied by row-level parallelism).
+///
+/// # Panics
+/// As [`gemm`].
+pub fn gemm_par<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: &mut [T]) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let workers = rayon::current_num_threads();
+    let nested = rayon::current_thread_index().is_some();
+    if nested || workers < 2 || m < 2 || m * k * n < PARALLEL_MIN_MACS {
+        gemm(alpha, a, b, beta, MatMut::row_major(c, m, n));
+        return;
+    }
+    assert_eq!(a.cols, b.rows, "gemm_par: A is {}x{} but B is {}x{}", a.rows, a.cols, b.rows, b.cols);
+    assert!(c.len() >= m * n, "gemm_par: C has {} elements, needs {}", c.len(), m * n);
+    let rows_per_task = m.div_ceil(workers);
+    c[..m * n]
+        .par_chunks_mut(rows_per_task * n)
+        .enumerate()
+        .for_each(|(task, c_rows)| {
+            let first = task * rows_per_task;
+            let rows = c_rows.len() / n;
+            let offset = first * a.row_stride;
+            let a_rows = MatRef {
+                data: &a.data[offset..],
+                rows,
+                cols: k,
+                row_stride: a.row_stride,
+                col_stride: a.col_stride,
+            };
+            assert_in_bounds(a_rows.data.len(), rows, k, a.row_stride, a.col_stride);
+            gemm(alpha, a_rows, b, beta, MatMut::row_major(c_rows, rows, n));
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Naive triple loop in f64 on integer-valued inputs, so the comparison
+    /// is exact.
+    fn naive(m: usize, k: usize, n: usize, a: &[f64], b: &[f64]) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    c[i * n + j] += a[i * k + p] * b[p * n + j];
+                }
+            }
+        }
+        c
+    }
+
+    fn ints(len: usize, seed: usize) -> Vec<f64> {
+        (0..len).map(|i| ((i * 7 + seed * 13) % 11) as f64 - 5.0).collect()
+    }
+
+    #[test]
+    fn gemm_matches_naive_on_tile_edges() {
+        for &(m, k, n) in &[(1, 1, 1), (3, 5, 7), (8, 8, 8), (9, 17, 33), (65, 3, 2), (4, 0, 5)] {
+            let a = ints(m * k, 1);
+            let b = ints(k * n, 2);
+            let mut c = vec![f64::NAN; m * n];
+            gemm(1.0, MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), 0.0, MatMut::row_major(&mut c, m, n));
+            assert_eq!(c, naive(m, k, n, &a, &b), "m={m} k={k} n={n}");
+        }
+    }
+
+    #[test]
+    fn gemm_transposed_views_match() {
+        let (m, k, n) = (5, 6, 7);
+        let a = ints(m * k, 3);
+        let b = ints(k * n, 4);
+        // Store A^T (k x m) and B^T (n x k), then read them transposed.
+        let mut at = vec![0.0; k * m];
+        for i in 0..m {
+            for p in 0..k {
+                at[p * m + i] = a[i * k + p];
+            }
+        }
+        let mut bt = vec![0.0; n * k];
+        for p in 0..k {
+            for j in 0..n {
+                bt[j * k + p] = b[p * n + j];
+            }
+        }
+        let mut c = vec![f64::NAN; m * n];
+        gemm(1.0, MatRef::row_major(&at, k, m).t(), MatRef::row_major(&bt, n, k).t(), 0.0, MatMut::row_major(&mut c, m, n));
+        assert_eq!(c, naive(m, k, n, &a, &b));
+    }
+
+    #[test]
+    fn gemm_accumulates_with_alpha_and_beta() {
+        let (m, k, n) = (3, 4, 5);
+        let a = ints(m * k, 5);
+        let b = ints(k * n, 6);
+        let mut c = vec![1.0; m * n];
+        gemm(2.0, MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), 3.0, MatMut::row_major(&mut c, m, n));
+        let expected: Vec<f64> = naive(m, k, n, &a, &b).iter().map(|x| 2.0 * x + 3.0).collect();
+        assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn gemm_par_matches_serial_on_large_product() {
+        let (m, k, n) = (131, 129, 127);
+        let a = ints(m * k, 7);
+        let b = ints(k * n, 8);
+        let mut c = vec![f64::NAN; m * n];
+        gemm_par(1.0, MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), 0.0, &mut c);
+        assert_eq!(c, naive(m, k, n, &a, &b));
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm: A is 2x3 but B is 4x2")]
+    fn gemm_rejects_inner_dimension_mismatch() {
+        let a = [0.0f32; 6];
+        let b = [0.0f32; 8];
+        let mut c = [0.0f32; 4];
+        gemm(1.0, MatRef::row_major(&a, 2, 3), MatRef::row_major(&b, 4, 2), 0.0, MatMut::row_major(&mut c, 2, 2));
+    }
+}
