@@ -53,18 +53,11 @@ pub type Result<T> = std::result::Result<T, TensorError>;
 impl TensorError {
     /// Builds an [`TensorError::InvalidArgument`].
     pub fn invalid(op: &'static str, reason: impl Into<String>) -> Self {
-        TensorError::InvalidArgument {
-            op,
-            reason: reason.into(),
-        }
+        TensorError::InvalidArgument { op, reason: reason.into() }
     }
 
     /// Builds a [`TensorError::ShapeMismatch`] from any shapes.
     pub fn mismatch(op: &'static str, shapes: &[&[usize]], reason: impl Into<String>) -> Self {
-        TensorError::ShapeMismatch {
-            op,
-            shapes: shapes.iter().map(|s| s.to_vec()).collect(),
-            reason: reason.into(),
-        }
+        TensorError::ShapeMismatch { op, shapes: shapes.iter().map(|s| s.to_vec()).collect(), reason: reason.into() }
     }
 }

@@ -8,9 +8,7 @@ use std::iter::Sum;
 ///
 /// The trait adds to [`num_traits::Float`] only what the kernels need: a
 /// GEMM entry point and lossless-enough conversions.
-pub trait Float:
-    num_traits::Float + Default + Debug + Display + Sum + Send + Sync + 'static
-{
+pub trait Float: num_traits::Float + Default + Debug + Display + Sum + Send + Sync + 'static {
     /// Name of the type as PyTorch and safetensors spell it (`"F32"`).
     const DTYPE: &'static str;
 
@@ -73,11 +71,7 @@ impl Float for f32 {
     ) {
         // SAFETY: the caller guarantees that every addressed element is in
         // bounds and that C does not alias A or B.
-        unsafe {
-            matrixmultiply::sgemm(
-                m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc,
-            )
-        }
+        unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 
     fn from_f64(x: f64) -> f32 {
@@ -110,11 +104,7 @@ impl Float for f64 {
     ) {
         // SAFETY: the caller guarantees that every addressed element is in
         // bounds and that C does not alias A or B.
-        unsafe {
-            matrixmultiply::dgemm(
-                m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc,
-            )
-        }
+        unsafe { matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 
     fn from_f64(x: f64) -> f64 {

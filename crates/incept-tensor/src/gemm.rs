@@ -33,21 +33,9 @@ impl<'a, T: Float> MatRef<'a, T> {
     ///
     /// # Panics
     /// If the last addressed element lies outside `data`.
-    pub fn strided(
-        data: &'a [T],
-        rows: usize,
-        cols: usize,
-        row_stride: usize,
-        col_stride: usize,
-    ) -> Self {
+    pub fn strided(data: &'a [T], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
         assert_in_bounds(data.len(), rows, cols, row_stride, col_stride);
-        MatRef {
-            data,
-            rows,
-            cols,
-            row_stride,
-            col_stride,
-        }
+        MatRef { data, rows, cols, row_stride, col_stride }
     }
 
     /// The transpose, as a view of the same elements.
@@ -96,21 +84,9 @@ impl<'a, T: Float> MatMut<'a, T> {
     ///
     /// # Panics
     /// If the last addressed element lies outside `data`.
-    pub fn strided(
-        data: &'a mut [T],
-        rows: usize,
-        cols: usize,
-        row_stride: usize,
-        col_stride: usize,
-    ) -> Self {
+    pub fn strided(data: &'a mut [T], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
         assert_in_bounds(data.len(), rows, cols, row_stride, col_stride);
-        MatMut {
-            data,
-            rows,
-            cols,
-            row_stride,
-            col_stride,
-        }
+        MatMut { data, rows, cols, row_stride, col_stride }
     }
 }
 
@@ -139,15 +115,7 @@ const PARALLEL_MIN_MACS: usize = 1 << 21;
 /// If the inner or outer dimensions of `A`, `B` and `C` disagree.
 pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
     assert_eq!(a.cols, b.rows, "gemm: A is {}x{} but B is {}x{}", a.rows, a.cols, b.rows, b.cols);
-    assert_eq!(
-        (a.rows, b.cols),
-        (c.rows, c.cols),
-        "gemm: A*B is {}x{} but C is {}x{}",
-        a.rows,
-        b.cols,
-        c.rows,
-        c.cols
-    );
+    assert_eq!((a.rows, b.cols), (c.rows, c.cols), "gemm: A*B is {}x{} but C is {}x{}", a.rows, b.cols, c.rows, c.cols);
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if m == 0 || n == 0 {
         return;
@@ -194,23 +162,15 @@ pub fn gemm_par<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T,
     assert_eq!(a.cols, b.rows, "gemm_par: A is {}x{} but B is {}x{}", a.rows, a.cols, b.rows, b.cols);
     assert!(c.len() >= m * n, "gemm_par: C has {} elements, needs {}", c.len(), m * n);
     let rows_per_task = m.div_ceil(workers);
-    c[..m * n]
-        .par_chunks_mut(rows_per_task * n)
-        .enumerate()
-        .for_each(|(task, c_rows)| {
-            let first = task * rows_per_task;
-            let rows = c_rows.len() / n;
-            let offset = first * a.row_stride;
-            let a_rows = MatRef {
-                data: &a.data[offset..],
-                rows,
-                cols: k,
-                row_stride: a.row_stride,
-                col_stride: a.col_stride,
-            };
-            assert_in_bounds(a_rows.data.len(), rows, k, a.row_stride, a.col_stride);
-            gemm(alpha, a_rows, b, beta, MatMut::row_major(c_rows, rows, n));
-        });
+    c[..m * n].par_chunks_mut(rows_per_task * n).enumerate().for_each(|(task, c_rows)| {
+        let first = task * rows_per_task;
+        let rows = c_rows.len() / n;
+        let offset = first * a.row_stride;
+        let a_rows =
+            MatRef { data: &a.data[offset..], rows, cols: k, row_stride: a.row_stride, col_stride: a.col_stride };
+        assert_in_bounds(a_rows.data.len(), rows, k, a.row_stride, a.col_stride);
+        gemm(alpha, a_rows, b, beta, MatMut::row_major(c_rows, rows, n));
+    });
 }
 
 #[cfg(test)]
@@ -265,7 +225,13 @@ mod tests {
             }
         }
         let mut c = vec![f64::NAN; m * n];
-        gemm(1.0, MatRef::row_major(&at, k, m).t(), MatRef::row_major(&bt, n, k).t(), 0.0, MatMut::row_major(&mut c, m, n));
+        gemm(
+            1.0,
+            MatRef::row_major(&at, k, m).t(),
+            MatRef::row_major(&bt, n, k).t(),
+            0.0,
+            MatMut::row_major(&mut c, m, n),
+        );
         assert_eq!(c, naive(m, k, n, &a, &b));
     }
 

@@ -34,3 +34,11 @@ pub use error::{Result, TensorError};
 pub use float::Float;
 pub use shape::Shape;
 pub use tensor::Tensor;
+
+pub mod batch_norm;
+pub mod conv;
+pub mod elementwise;
+pub mod linear;
+pub mod pool;
+pub mod reference;
+pub mod softmax;

@@ -54,19 +54,13 @@ impl<T: Float> Tensor<T> {
 
     /// Creates a 0-D tensor holding one value.
     pub fn scalar(value: T) -> Self {
-        Tensor {
-            shape: Shape::new(vec![]),
-            data: vec![value],
-        }
+        Tensor { shape: Shape::new(vec![]), data: vec![value] }
     }
 
     /// Creates the 1-D tensor `[0, 1, ..., n - 1]`.
     pub fn arange(n: usize) -> Self {
         let data = (0..n).map(T::from_usize).collect();
-        Tensor {
-            shape: Shape::new(vec![n]),
-            data,
-        }
+        Tensor { shape: Shape::new(vec![n]), data }
     }
 
     /// Creates a tensor of independent draws from `U[low, high)`, the same
@@ -77,11 +71,9 @@ impl<T: Float> Tensor<T> {
     pub fn rand_uniform(shape: impl Into<Shape>, low: T, high: T, seed: u64) -> Self {
         let shape = shape.into();
         let mut rng = StdRng::seed_from_u64(seed);
-        let dist = Uniform::new(low.as_f64(), high.as_f64())
-            .expect("rand_uniform: bounds must be finite with low < high");
-        let data = (0..shape.numel())
-            .map(|_| T::from_f64(dist.sample(&mut rng)))
-            .collect();
+        let dist =
+            Uniform::new(low.as_f64(), high.as_f64()).expect("rand_uniform: bounds must be finite with low < high");
+        let data = (0..shape.numel()).map(|_| T::from_f64(dist.sample(&mut rng))).collect();
         Tensor { shape, data }
     }
 
@@ -93,11 +85,8 @@ impl<T: Float> Tensor<T> {
     pub fn randn(shape: impl Into<Shape>, mean: T, std: T, seed: u64) -> Self {
         let shape = shape.into();
         let mut rng = StdRng::seed_from_u64(seed);
-        let dist = Normal::new(mean.as_f64(), std.as_f64())
-            .expect("randn: std must be finite and non-negative");
-        let data = (0..shape.numel())
-            .map(|_| T::from_f64(dist.sample(&mut rng)))
-            .collect();
+        let dist = Normal::new(mean.as_f64(), std.as_f64()).expect("randn: std must be finite and non-negative");
+        let data = (0..shape.numel()).map(|_| T::from_f64(dist.sample(&mut rng))).collect();
         Tensor { shape, data }
     }
 
@@ -160,18 +149,12 @@ impl<T: Float> Tensor<T> {
                 len: self.data.len(),
             });
         }
-        Ok(Tensor {
-            shape,
-            data: self.data,
-        })
+        Ok(Tensor { shape, data: self.data })
     }
 
     /// Converts every element to another float type.
     pub fn cast<U: Float>(&self) -> Tensor<U> {
-        Tensor {
-            shape: self.shape.clone(),
-            data: self.data.iter().map(|x| U::from_f64(x.as_f64())).collect(),
-        }
+        Tensor { shape: self.shape.clone(), data: self.data.iter().map(|x| U::from_f64(x.as_f64())).collect() }
     }
 
     /// Adds `other` into `self` element by element.
@@ -192,12 +175,7 @@ impl<T: Float> Tensor<T> {
     /// [`TensorError::ShapeMismatch`] if the shapes differ.
     pub fn max_abs_diff(&self, other: &Tensor<T>) -> Result<f64> {
         self.expect_same_shape("Tensor::max_abs_diff", other)?;
-        Ok(self
-            .data
-            .iter()
-            .zip(&other.data)
-            .map(|(a, b)| (a.as_f64() - b.as_f64()).abs())
-            .fold(0.0, f64::max))
+        Ok(self.data.iter().zip(&other.data).map(|(a, b)| (a.as_f64() - b.as_f64()).abs()).fold(0.0, f64::max))
     }
 
     /// Checks that `other` has the same shape as `self`.
@@ -206,11 +184,7 @@ impl<T: Float> Tensor<T> {
     /// [`TensorError::ShapeMismatch`] naming `op` if the shapes differ.
     pub fn expect_same_shape(&self, op: &'static str, other: &Tensor<T>) -> Result<()> {
         if self.shape != other.shape {
-            return Err(TensorError::mismatch(
-                op,
-                &[self.dims(), other.dims()],
-                "the shapes must be equal",
-            ));
+            return Err(TensorError::mismatch(op, &[self.dims(), other.dims()], "the shapes must be equal"));
         }
         Ok(())
     }
@@ -221,11 +195,7 @@ impl<T: Float> Tensor<T> {
     /// [`TensorError::Rank`] naming `op` otherwise.
     pub fn expect_rank(&self, op: &'static str, rank: usize) -> Result<&[usize]> {
         if self.shape.rank() != rank {
-            return Err(TensorError::Rank {
-                op,
-                expected: rank,
-                shape: self.dims().to_vec(),
-            });
+            return Err(TensorError::Rank { op, expected: rank, shape: self.dims().to_vec() });
         }
         Ok(self.dims())
     }

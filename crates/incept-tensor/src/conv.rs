@@ -1,0 +1,420 @@
+//! 2-D convolution by im2col and GEMM, forward and backward.
+//!
+//! Per image `n`, with `K = c_in * k_h * k_w` and `P = h_out * w_out`:
+//!
+//! - forward: `im2col(X_n) -> cols[K x P]`, then `Y_n[c_out x P] = W[c_out x K] * cols`;
+//!   a 1x1 kernel with stride 1 and no padding skips im2col (`cols` is `X_n`).
+//! - input gradient: `dcols[K x P] = W^T * dY_n`, then `col2im` adds `dcols` into `dX_n`.
+//! - weight gradient: `dW[c_out x K] += dY_n * cols^T`; bias gradient: the sum of `dY`.
+//!
+//! Images are split across rayon workers, each owning one `cols` buffer. With
+//! a single image the GEMM itself is split over output-channel rows instead.
+
+use rayon::prelude::*;
+
+use crate::gemm::{MatMut, MatRef, gemm, gemm_par};
+use crate::{Float, Result, Tensor, TensorError};
+
+/// Geometry of a 2-D convolution: stride, zero padding and dilation per axis
+/// (height, width). The kernel size comes from the weight tensor.
+///
+/// PyTorch equivalent: the `stride`, `padding` and `dilation` arguments of
+/// `torch.nn.functional.conv2d` with `groups=1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dParams {
+    /// Step between output pixels, in input pixels.
+    pub stride: (usize, usize),
+    /// Zeros added on each side of the input.
+    pub padding: (usize, usize),
+    /// Spacing between kernel taps; 1 is a dense kernel.
+    pub dilation: (usize, usize),
+}
+
+impl Conv2dParams {
+    /// A square geometry with the same stride and padding on both axes and
+    /// no dilation.
+    pub fn new(stride: usize, padding: usize) -> Self {
+        Conv2dParams { stride: (stride, stride), padding: (padding, padding), dilation: (1, 1) }
+    }
+
+    /// Output height for an input of height `h_in` and a kernel of height `k_h`,
+    /// or `None` if the dilated kernel does not fit in the padded input.
+    pub fn h_out(&self, h_in: usize, k_h: usize) -> Option<usize> {
+        out_size(h_in, k_h, self.stride.0, self.padding.0, self.dilation.0)
+    }
+
+    /// Output width for an input of width `w_in` and a kernel of width `k_w`,
+    /// or `None` if the dilated kernel does not fit in the padded input.
+    pub fn w_out(&self, w_in: usize, k_w: usize) -> Option<usize> {
+        out_size(w_in, k_w, self.stride.1, self.padding.1, self.dilation.1)
+    }
+
+    /// True when the convolution is a plain matrix product per image.
+    fn is_pointwise(&self, k_h: usize, k_w: usize) -> bool {
+        k_h == 1 && k_w == 1 && self.stride == (1, 1) && self.padding == (0, 0)
+    }
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams::new(1, 0)
+    }
+}
+
+fn out_size(size: usize, kernel: usize, stride: usize, padding: usize, dilation: usize) -> Option<usize> {
+    let span = dilation * (kernel - 1) + 1;
+    let padded = size + 2 * padding;
+    (padded >= span).then(|| (padded - span) / stride + 1)
+}
+
+/// Validated sizes of one convolution problem.
+#[derive(Clone, Copy, Debug)]
+struct ConvGeometry {
+    batch: usize,
+    c_in: usize,
+    h_in: usize,
+    w_in: usize,
+    c_out: usize,
+    k_h: usize,
+    k_w: usize,
+    h_out: usize,
+    w_out: usize,
+    params: Conv2dParams,
+}
+
+impl ConvGeometry {
+    fn new<T: Float>(op: &'static str, x: &Tensor<T>, weight: &Tensor<T>, params: Conv2dParams) -> Result<Self> {
+        let &[batch, c_in, h_in, w_in] = x.expect_rank(op, 4)? else { unreachable!() };
+        let &[c_out, w_c_in, k_h, k_w] = weight.expect_rank(op, 4)? else { unreachable!() };
+        if w_c_in != c_in {
+            return Err(TensorError::mismatch(
+                op,
+                &[x.dims(), weight.dims()],
+                format!(
+                    "the input has {c_in} channels but the weight expects {w_c_in} (weight is [c_out, c_in, k_h, k_w])"
+                ),
+            ));
+        }
+        if k_h == 0 || k_w == 0 || c_out == 0 {
+            return Err(TensorError::invalid(op, format!("weight shape {:?} has a zero dimension", weight.dims())));
+        }
+        let (s, d) = (params.stride, params.dilation);
+        if s.0 == 0 || s.1 == 0 || d.0 == 0 || d.1 == 0 {
+            return Err(TensorError::invalid(op, format!("stride {s:?} and dilation {d:?} must be at least 1")));
+        }
+        let (Some(h_out), Some(w_out)) = (params.h_out(h_in, k_h), params.w_out(w_in, k_w)) else {
+            return Err(TensorError::invalid(
+                op,
+                format!(
+                    "kernel {k_h}x{k_w} (dilation {d:?}) is larger than the input {h_in}x{w_in} with padding {:?}",
+                    params.padding
+                ),
+            ));
+        };
+        Ok(ConvGeometry { batch, c_in, h_in, w_in, c_out, k_h, k_w, h_out, w_out, params })
+    }
+
+    /// Rows of the im2col matrix: `c_in * k_h * k_w`.
+    fn patch_len(&self) -> usize {
+        self.c_in * self.k_h * self.k_w
+    }
+
+    fn in_plane(&self) -> usize {
+        self.c_in * self.h_in * self.w_in
+    }
+
+    fn out_pixels(&self) -> usize {
+        self.h_out * self.w_out
+    }
+
+    fn pointwise(&self) -> bool {
+        self.params.is_pointwise(self.k_h, self.k_w)
+    }
+}
+
+/// Copies the receptive fields of one image into the columns of `cols`
+/// (`[c_in * k_h * k_w x h_out * w_out]`), writing zeros for padding.
+fn im2col<T: Float>(g: &ConvGeometry, x: &[T], cols: &mut [T]) {
+    debug_assert_eq!(x.len(), g.in_plane());
+    debug_assert_eq!(cols.len(), g.patch_len() * g.out_pixels());
+    let (s_h, s_w) = g.params.stride;
+    let (p_h, p_w) = g.params.padding;
+    let (d_h, d_w) = g.params.dilation;
+    let mut rows = cols.chunks_exact_mut(g.out_pixels());
+    for c in 0..g.c_in {
+        let plane = &x[c * g.h_in * g.w_in..(c + 1) * g.h_in * g.w_in];
+        for i in 0..g.k_h {
+            for j in 0..g.k_w {
+                let row = rows.next().expect("im2col: cols has c_in * k_h * k_w rows");
+                for oy in 0..g.h_out {
+                    let out = &mut row[oy * g.w_out..(oy + 1) * g.w_out];
+                    let iy = (oy * s_h + i * d_h) as isize - p_h as isize;
+                    if iy < 0 || iy >= g.h_in as isize {
+                        out.fill(T::zero());
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w_in..(iy as usize + 1) * g.w_in];
+                    for (ox, o) in out.iter_mut().enumerate() {
+                        let ix = (ox * s_w + j * d_w) as isize - p_w as isize;
+                        *o = if ix >= 0 && ix < g.w_in as isize { src[ix as usize] } else { T::zero() };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the columns of `cols` back into the image they were gathered from;
+/// the adjoint of [`im2col`]. Padding positions are dropped.
+fn col2im<T: Float>(g: &ConvGeometry, cols: &[T], x: &mut [T]) {
+    debug_assert_eq!(x.len(), g.in_plane());
+    let (s_h, s_w) = g.params.stride;
+    let (p_h, p_w) = g.params.padding;
+    let (d_h, d_w) = g.params.dilation;
+    let mut rows = cols.chunks_exact(g.out_pixels());
+    for c in 0..g.c_in {
+        let plane = &mut x[c * g.h_in * g.w_in..(c + 1) * g.h_in * g.w_in];
+        for i in 0..g.k_h {
+            for j in 0..g.k_w {
+                let row = rows.next().expect("col2im: cols has c_in * k_h * k_w rows");
+                for oy in 0..g.h_out {
+                    let iy = (oy * s_h + i * d_h) as isize - p_h as isize;
+                    if iy < 0 || iy >= g.h_in as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * g.w_in..(iy as usize + 1) * g.w_in];
+                    for (ox, &v) in row[oy * g.w_out..(oy + 1) * g.w_out].iter().enumerate() {
+                        let ix = (ox * s_w + j * d_w) as isize - p_w as isize;
+                        if ix >= 0 && ix < g.w_in as isize {
+                            dst[ix as usize] = dst[ix as usize] + v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Computes the output of one image: `Y_n = W * cols (+ bias)`.
+fn forward_image<T: Float>(
+    g: &ConvGeometry,
+    x: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
+    cols: &mut Vec<T>,
+    y: &mut [T],
+    split_rows: bool,
+) {
+    let (m, k, n) = (g.c_out, g.patch_len(), g.out_pixels());
+    let b: &[T] = if g.pointwise() {
+        x
+    } else {
+        cols.resize(k * n, T::zero());
+        im2col(g, x, cols);
+        cols
+    };
+    // Y_n[c_out x P] = W[c_out x K] * cols[K x P]
+    let (w, b) = (MatRef::row_major(weight, m, k), MatRef::row_major(b, k, n));
+    if split_rows {
+        gemm_par(T::one(), w, b, T::zero(), y);
+    } else {
+        gemm(T::one(), w, b, T::zero(), MatMut::row_major(y, m, n));
+    }
+    if let Some(bias) = bias {
+        for (plane, &b) in y.chunks_exact_mut(n).zip(bias) {
+            plane.iter_mut().for_each(|v| *v = *v + b);
+        }
+    }
+}
+
+/// 2-D cross-correlation of `x` (`[N, C_in, H, W]`) with `weight`
+/// (`[C_out, C_in, k_h, k_w]`) plus an optional `bias` (`[C_out]`).
+///
+/// PyTorch equivalent: `torch.nn.functional.conv2d(x, weight, bias, stride,
+/// padding, dilation)`.
+///
+/// # Shapes
+/// Returns `[N, C_out, H_out, W_out]` with `H_out = (H + 2 p_h - d_h (k_h - 1) - 1) / s_h + 1`
+/// (floor division), and likewise for the width.
+///
+/// # Errors
+/// [`TensorError`] if a tensor has the wrong rank, the channel counts or the
+/// bias length disagree, a stride or dilation is zero, or the kernel does not
+/// fit in the padded input.
+pub fn conv2d<T: Float>(
+    x: &Tensor<T>,
+    weight: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    params: Conv2dParams,
+) -> Result<Tensor<T>> {
+    let g = ConvGeometry::new("conv2d", x, weight, params)?;
+    if let Some(bias) = bias {
+        if bias.dims() != [g.c_out] {
+            return Err(TensorError::mismatch(
+                "conv2d",
+                &[weight.dims(), bias.dims()],
+                format!("the bias must have shape [{}] (one value per output channel)", g.c_out),
+            ));
+        }
+    }
+    let out_len = g.c_out * g.out_pixels();
+    let mut y = Tensor::zeros([g.batch, g.c_out, g.h_out, g.w_out]);
+    if out_len == 0 || g.batch == 0 {
+        return Ok(y);
+    }
+    let bias = bias.map(|b| b.data());
+    let (x, weight) = (x.data(), weight.data());
+    if g.batch == 1 {
+        let mut cols = Vec::new();
+        forward_image(&g, x, weight, bias, &mut cols, y.data_mut(), true);
+    } else {
+        y.data_mut().par_chunks_mut(out_len).zip(x.par_chunks(g.in_plane())).for_each_init(
+            Vec::new,
+            |cols, (y_n, x_n)| {
+                forward_image(&g, x_n, weight, bias, cols, y_n, false);
+            },
+        );
+    }
+    Ok(y)
+}
+
+/// Gradients of [`conv2d`] with respect to its three inputs.
+#[derive(Clone, Debug)]
+pub struct Conv2dGrads<T: Float> {
+    /// Gradient of the input, `[N, C_in, H, W]`; `None` when not requested.
+    pub input: Option<Tensor<T>>,
+    /// Gradient of the weight, `[C_out, C_in, k_h, k_w]`.
+    pub weight: Tensor<T>,
+    /// Gradient of the bias, `[C_out]`.
+    pub bias: Tensor<T>,
+}
+
+/// Per-worker state of the backward pass: one im2col buffer and partial
+/// sums of the weight and bias gradients.
+struct BackwardAcc<T> {
+    cols: Vec<T>,
+    dcols: Vec<T>,
+    weight: Vec<T>,
+    bias: Vec<T>,
+}
+
+impl<T: Float> BackwardAcc<T> {
+    fn new(g: &ConvGeometry) -> Self {
+        BackwardAcc {
+            cols: Vec::new(),
+            dcols: Vec::new(),
+            weight: vec![T::zero(); g.c_out * g.patch_len()],
+            bias: vec![T::zero(); g.c_out],
+        }
+    }
+
+    fn merge(mut self, other: Self) -> Self {
+        self.weight.iter_mut().zip(&other.weight).for_each(|(a, &b)| *a = *a + b);
+        self.bias.iter_mut().zip(&other.bias).for_each(|(a, &b)| *a = *a + b);
+        self
+    }
+}
+
+/// Adds one image's contribution to the weight and bias gradients and, if
+/// `dx` is given, writes that image's input gradient.
+fn backward_image<T: Float>(
+    g: &ConvGeometry,
+    x: &[T],
+    weight: &[T],
+    dy: &[T],
+    dx: Option<&mut [T]>,
+    acc: &mut BackwardAcc<T>,
+) {
+    let (m, k, n) = (g.c_out, g.patch_len(), g.out_pixels());
+    for (db, plane) in acc.bias.iter_mut().zip(dy.chunks_exact(n)) {
+        *db = *db + plane.iter().copied().sum::<T>();
+    }
+    let cols: &[T] = if g.pointwise() {
+        x
+    } else {
+        acc.cols.resize(k * n, T::zero());
+        im2col(g, x, &mut acc.cols);
+        &acc.cols
+    };
+    let dy_mat = MatRef::row_major(dy, m, n);
+    // dW[c_out x K] += dY_n[c_out x P] * cols^T[P x K]
+    gemm(T::one(), dy_mat, MatRef::row_major(cols, k, n).t(), T::one(), MatMut::row_major(&mut acc.weight, m, k));
+    let Some(dx) = dx else { return };
+    let w_t = MatRef::row_major(weight, m, k).t();
+    if g.pointwise() {
+        // dX_n[C_in x P] = W^T[C_in x c_out] * dY_n[c_out x P]
+        gemm(T::one(), w_t, dy_mat, T::zero(), MatMut::row_major(dx, k, n));
+    } else {
+        // dcols[K x P] = W^T[K x c_out] * dY_n[c_out x P], then scatter-add.
+        acc.dcols.resize(k * n, T::zero());
+        gemm(T::one(), w_t, dy_mat, T::zero(), MatMut::row_major(&mut acc.dcols, k, n));
+        dx.fill(T::zero());
+        col2im(g, &acc.dcols, dx);
+    }
+}
+
+/// Gradients of [`conv2d`] given the upstream gradient `dy`.
+///
+/// The input gradient is computed only when `input_grad` is true (the first
+/// layer of a network never needs it).
+///
+/// # Shapes
+/// `x`, `weight` as for [`conv2d`]; `dy` is `[N, C_out, H_out, W_out]`.
+///
+/// # Errors
+/// As [`conv2d`], and if `dy` does not have the output shape.
+pub fn conv2d_backward<T: Float>(
+    x: &Tensor<T>,
+    weight: &Tensor<T>,
+    dy: &Tensor<T>,
+    params: Conv2dParams,
+    input_grad: bool,
+) -> Result<Conv2dGrads<T>> {
+    let g = ConvGeometry::new("conv2d_backward", x, weight, params)?;
+    let expected = [g.batch, g.c_out, g.h_out, g.w_out];
+    if dy.dims() != expected {
+        return Err(TensorError::mismatch(
+            "conv2d_backward",
+            &[x.dims(), weight.dims(), dy.dims()],
+            format!("the output gradient must have the output shape {expected:?}"),
+        ));
+    }
+    let out_len = g.c_out * g.out_pixels();
+    let mut dx = input_grad.then(|| Tensor::zeros(x.dims()));
+    let (x_data, w_data, dy_data) = (x.data(), weight.data(), dy.data());
+    let acc = if g.batch == 0 || out_len == 0 {
+        BackwardAcc::new(&g)
+    } else {
+        match dx.as_mut() {
+            Some(dx) => dx
+                .data_mut()
+                .par_chunks_mut(g.in_plane())
+                .zip(x_data.par_chunks(g.in_plane()))
+                .zip(dy_data.par_chunks(out_len))
+                .fold(
+                    || BackwardAcc::new(&g),
+                    |mut acc, ((dx_n, x_n), dy_n)| {
+                        backward_image(&g, x_n, w_data, dy_n, Some(dx_n), &mut acc);
+                        acc
+                    },
+                )
+                .reduce(|| BackwardAcc::new(&g), BackwardAcc::merge),
+            None => x_data
+                .par_chunks(g.in_plane())
+                .zip(dy_data.par_chunks(out_len))
+                .fold(
+                    || BackwardAcc::new(&g),
+                    |mut acc, (x_n, dy_n)| {
+                        backward_image(&g, x_n, w_data, dy_n, None, &mut acc);
+                        acc
+                    },
+                )
+                .reduce(|| BackwardAcc::new(&g), BackwardAcc::merge),
+        }
+    };
+    Ok(Conv2dGrads {
+        input: dx,
+        weight: Tensor::from_vec(acc.weight, weight.dims())?,
+        bias: Tensor::from_vec(acc.bias, [g.c_out])?,
+    })
+}

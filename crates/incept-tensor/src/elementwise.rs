@@ -1,0 +1,153 @@
+//! Element-wise arithmetic, ReLU and dropout masks.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+use crate::{Float, Result, Tensor, TensorError};
+
+/// Tensors smaller than this are processed on the calling thread; splitting
+/// them across workers costs more than the arithmetic.
+const PARALLEL_MIN_LEN: usize = 1 << 15;
+
+fn zip_map<T: Float>(
+    op: &'static str,
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    f: impl Fn(T, T) -> T + Sync,
+) -> Result<Tensor<T>> {
+    a.expect_same_shape(op, b)?;
+    let mut out = Tensor::zeros(a.dims());
+    if a.numel() < PARALLEL_MIN_LEN {
+        for ((o, &x), &y) in out.data_mut().iter_mut().zip(a.data()).zip(b.data()) {
+            *o = f(x, y);
+        }
+    } else {
+        out.data_mut().par_iter_mut().zip(a.data().par_iter().zip(b.data())).for_each(|(o, (&x, &y))| *o = f(x, y));
+    }
+    Ok(out)
+}
+
+fn map<T: Float>(a: &Tensor<T>, f: impl Fn(T) -> T + Sync) -> Tensor<T> {
+    let mut out = a.clone();
+    if a.numel() < PARALLEL_MIN_LEN {
+        out.data_mut().iter_mut().for_each(|v| *v = f(*v));
+    } else {
+        out.data_mut().par_iter_mut().for_each(|v| *v = f(*v));
+    }
+    out
+}
+
+/// Element-wise `a + b` of two tensors of the same shape.
+///
+/// # Errors
+/// [`TensorError::ShapeMismatch`] if the shapes differ.
+pub fn add<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
+    zip_map("add", a, b, |x, y| x + y)
+}
+
+/// Element-wise `a * b` of two tensors of the same shape.
+///
+/// # Errors
+/// [`TensorError::ShapeMismatch`] if the shapes differ.
+pub fn mul<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
+    zip_map("mul", a, b, |x, y| x * y)
+}
+
+/// `alpha * a`.
+pub fn scale<T: Float>(a: &Tensor<T>, alpha: T) -> Tensor<T> {
+    map(a, |x| alpha * x)
+}
+
+/// `max(x, 0)`. A NaN input stays NaN.
+pub fn relu<T: Float>(x: &Tensor<T>) -> Tensor<T> {
+    map(x, |v| if v < T::zero() { T::zero() } else { v })
+}
+
+/// Gradient of [`relu`] given its output `y`: `dy` where `y > 0`, else 0.
+/// (At exactly zero the gradient is 0, as in PyTorch.)
+///
+/// # Errors
+/// [`TensorError::ShapeMismatch`] if the shapes differ.
+pub fn relu_backward<T: Float>(y: &Tensor<T>, dy: &Tensor<T>) -> Result<Tensor<T>> {
+    zip_map("relu_backward", y, dy, |y, g| if y > T::zero() { g } else { T::zero() })
+}
+
+/// Sum of all elements, accumulated in f64.
+pub fn sum_all<T: Float>(x: &Tensor<T>) -> T {
+    T::from_f64(x.data().iter().map(|v| v.as_f64()).sum())
+}
+
+/// An inverted-dropout mask: each element is 0 with probability `p` and
+/// `1 / (1 - p)` otherwise, so `x * mask` keeps the expected value of `x`.
+/// The same seed gives the same mask.
+///
+/// # Errors
+/// [`TensorError::InvalidArgument`] if `p` is not in `[0, 1)`.
+pub fn dropout_mask<T: Float>(dims: &[usize], p: f64, seed: u64) -> Result<Tensor<T>> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(TensorError::invalid("dropout_mask", format!("drop probability p = {p} must be in [0, 1)")));
+    }
+    let keep = T::from_f64(1.0 / (1.0 - p));
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut mask = Tensor::zeros(dims);
+    for m in mask.data_mut() {
+        *m = if rng.random::<f64>() < p { T::zero() } else { keep };
+    }
+    Ok(mask)
+}
+
+/// Concatenates NCHW tensors along the channel axis.
+///
+/// PyTorch equivalent: `torch.cat(xs, dim=1)`.
+///
+/// # Errors
+/// [`TensorError`] if `xs` is empty, a tensor is not 4-D, or batch, height
+/// or width differ.
+pub fn concat_channels<T: Float>(xs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+    let op = "concat_channels";
+    let first = xs.first().ok_or_else(|| TensorError::invalid(op, "at least one tensor is required"))?;
+    let &[n, _, h, w] = first.expect_rank(op, 4)? else { unreachable!() };
+    let mut c_total = 0;
+    for x in xs {
+        let &[xn, xc, xh, xw] = x.expect_rank(op, 4)? else { unreachable!() };
+        if (xn, xh, xw) != (n, h, w) {
+            let shapes: Vec<&[usize]> = xs.iter().map(|t| t.dims()).collect();
+            return Err(TensorError::mismatch(op, &shapes, "batch, height and width must agree"));
+        }
+        c_total += xc;
+    }
+    let plane = h * w;
+    let mut out = Vec::with_capacity(n * c_total * plane);
+    for i in 0..n {
+        for x in xs {
+            let len = x.dims()[1] * plane;
+            out.extend_from_slice(&x.data()[i * len..(i + 1) * len]);
+        }
+    }
+    Tensor::from_vec(out, [n, c_total, h, w])
+}
+
+/// Copies channels `start..start + len` of an NCHW tensor.
+///
+/// PyTorch equivalent: `x[:, start:start + len]`.
+///
+/// # Errors
+/// [`TensorError`] if `x` is not 4-D or the range exceeds its channels.
+pub fn slice_channels<T: Float>(x: &Tensor<T>, start: usize, len: usize) -> Result<Tensor<T>> {
+    let op = "slice_channels";
+    let &[n, c, h, w] = x.expect_rank(op, 4)? else { unreachable!() };
+    if start + len > c {
+        return Err(TensorError::invalid(
+            op,
+            format!("channels {start}..{} exceed the {c} channels of {:?}", start + len, x.dims()),
+        ));
+    }
+    let plane = h * w;
+    let mut out = Vec::with_capacity(n * len * plane);
+    for i in 0..n {
+        let base = (i * c + start) * plane;
+        out.extend_from_slice(&x.data()[base..base + len * plane]);
+    }
+    Tensor::from_vec(out, [n, len, h, w])
+}

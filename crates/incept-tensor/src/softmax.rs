@@ -1,0 +1,92 @@
+//! Log-softmax and cross-entropy over the last axis of a `[N, C]` tensor.
+
+use crate::{Float, Result, Tensor, TensorError};
+
+fn rows<T: Float>(op: &'static str, x: &Tensor<T>) -> Result<(usize, usize)> {
+    let &[n, c] = x.expect_rank(op, 2)? else { unreachable!() };
+    if c == 0 {
+        return Err(TensorError::invalid(op, format!("input {:?} has no classes", x.dims())));
+    }
+    Ok((n, c))
+}
+
+/// `log(softmax(x))` along each row, computed as `x - max - log(sum(exp(x - max)))`
+/// so large logits do not overflow.
+///
+/// PyTorch equivalent: `torch.nn.functional.log_softmax(x, dim=1)`.
+///
+/// # Errors
+/// [`TensorError`] if `x` is not `[N, C]` with `C >= 1`.
+pub fn log_softmax<T: Float>(x: &Tensor<T>) -> Result<Tensor<T>> {
+    let (_, c) = rows("log_softmax", x)?;
+    let mut y = x.clone();
+    for row in y.data_mut().chunks_exact_mut(c) {
+        let max = row.iter().copied().fold(T::neg_infinity(), T::max);
+        let log_sum = row.iter().map(|&v| (v - max).exp()).sum::<T>().ln();
+        row.iter_mut().for_each(|v| *v = *v - max - log_sum);
+    }
+    Ok(y)
+}
+
+/// Gradient of [`log_softmax`] given its output `y`:
+/// `dx = dy - softmax(x) * sum(dy)` per row.
+///
+/// # Errors
+/// [`TensorError`] if the shapes differ or are not `[N, C]`.
+pub fn log_softmax_backward<T: Float>(y: &Tensor<T>, dy: &Tensor<T>) -> Result<Tensor<T>> {
+    let (_, c) = rows("log_softmax_backward", y)?;
+    y.expect_same_shape("log_softmax_backward", dy)?;
+    let mut dx = dy.clone();
+    for (dx, y) in dx.data_mut().chunks_exact_mut(c).zip(y.data().chunks_exact(c)) {
+        let total: T = dx.iter().copied().sum();
+        dx.iter_mut().zip(y).for_each(|(d, &y)| *d = *d - y.exp() * total);
+    }
+    Ok(dx)
+}
+
+fn check_targets(op: &'static str, n: usize, c: usize, targets: &[usize]) -> Result<()> {
+    if targets.len() != n {
+        return Err(TensorError::invalid(op, format!("{} targets given for a batch of {n}", targets.len())));
+    }
+    if let Some((i, &t)) = targets.iter().enumerate().find(|&(_, &t)| t >= c) {
+        return Err(TensorError::invalid(op, format!("target {t} of sample {i} is not a class index in 0..{c}")));
+    }
+    Ok(())
+}
+
+/// Mean cross-entropy between the softmax of `logits` and class `targets`.
+/// Returns the loss and the softmax probabilities (which the backward pass needs).
+///
+/// PyTorch equivalent: `torch.nn.functional.cross_entropy(logits, targets)`.
+///
+/// # Errors
+/// [`TensorError`] if `logits` is not `[N, C]` with `N >= 1`, or `targets`
+/// does not hold `N` indices below `C`.
+pub fn cross_entropy<T: Float>(logits: &Tensor<T>, targets: &[usize]) -> Result<(T, Tensor<T>)> {
+    let (n, c) = rows("cross_entropy", logits)?;
+    if n == 0 {
+        return Err(TensorError::invalid("cross_entropy", "the mean over an empty batch is undefined"));
+    }
+    check_targets("cross_entropy", n, c, targets)?;
+    let mut log_probs = log_softmax(logits)?;
+    let loss: f64 = log_probs.data().chunks_exact(c).zip(targets).map(|(row, &t)| -row[t].as_f64()).sum();
+    log_probs.data_mut().iter_mut().for_each(|v| *v = v.exp());
+    Ok((T::from_f64(loss / n as f64), log_probs))
+}
+
+/// Gradient of [`cross_entropy`] with respect to the logits, scaled by the
+/// upstream gradient `dloss`: `(softmax - one_hot(targets)) * dloss / N`.
+///
+/// # Errors
+/// [`TensorError`] if `probs` is not `[N, C]` or the targets do not match it.
+pub fn cross_entropy_backward<T: Float>(probs: &Tensor<T>, targets: &[usize], dloss: T) -> Result<Tensor<T>> {
+    let (n, c) = rows("cross_entropy_backward", probs)?;
+    check_targets("cross_entropy_backward", n, c, targets)?;
+    let scale = dloss / T::from_usize(n.max(1));
+    let mut dx = probs.clone();
+    for (row, &t) in dx.data_mut().chunks_exact_mut(c).zip(targets) {
+        row[t] = row[t] - T::one();
+        row.iter_mut().for_each(|v| *v = *v * scale);
+    }
+    Ok(dx)
+}

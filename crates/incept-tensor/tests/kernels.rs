@@ -1,0 +1,418 @@
+//! Fast kernels against the naive reference kernels, on random and edge-case shapes.
+
+use incept_tensor::batch_norm::{batch_norm2d_backward, batch_norm2d_eval, batch_norm2d_train, update_running_stats};
+use incept_tensor::conv::{Conv2dParams, conv2d, conv2d_backward};
+use incept_tensor::elementwise::{concat_channels, dropout_mask, relu, relu_backward, slice_channels};
+use incept_tensor::linear::{linear, linear_backward};
+use incept_tensor::pool::{
+    Pool2dParams, adaptive_avg_pool2d, adaptive_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
+};
+use incept_tensor::softmax::{cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward};
+use incept_tensor::{Tensor, TensorError, reference};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Relative-plus-absolute closeness: `|a - b| <= atol + rtol * |b|` for every element.
+fn assert_close(actual: &Tensor<f64>, expected: &Tensor<f64>, rtol: f64, atol: f64, what: &str) {
+    assert_eq!(actual.dims(), expected.dims(), "{what}: shape");
+    for (i, (&a, &e)) in actual.data().iter().zip(expected.data()).enumerate() {
+        assert!((a - e).abs() <= atol + rtol * e.abs(), "{what}: element {i} is {a}, expected {e}");
+    }
+}
+
+fn randn(dims: &[usize], seed: u64) -> Tensor<f64> {
+    Tensor::randn(dims, 0.0, 1.0, seed)
+}
+
+/// One convolution problem: input and weight shapes plus geometry.
+#[derive(Clone, Copy, Debug)]
+struct ConvCase {
+    x: [usize; 4],
+    c_out: usize,
+    kernel: (usize, usize),
+    params: Conv2dParams,
+}
+
+fn conv_case(
+    x: [usize; 4],
+    c_out: usize,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+) -> ConvCase {
+    ConvCase { x, c_out, kernel, params: Conv2dParams { stride, padding, dilation } }
+}
+
+/// Edge cases named in the design: padding >= kernel, stride > kernel, 1x1
+/// with stride 2, batch 1, odd and non-square sizes, dilation.
+fn conv_edge_cases() -> Vec<ConvCase> {
+    vec![
+        conv_case([2, 3, 5, 5], 4, (1, 1), (1, 1), (0, 0), (1, 1)),
+        conv_case([1, 3, 5, 7], 2, (1, 1), (2, 2), (0, 0), (1, 1)),
+        conv_case([2, 2, 4, 4], 3, (1, 1), (1, 1), (1, 1), (1, 1)),
+        conv_case([1, 2, 6, 5], 3, (3, 3), (1, 1), (1, 1), (1, 1)),
+        conv_case([3, 2, 7, 7], 2, (3, 3), (4, 4), (0, 0), (1, 1)),
+        conv_case([2, 1, 3, 3], 2, (2, 2), (1, 1), (3, 3), (1, 1)),
+        conv_case([2, 3, 9, 6], 4, (5, 3), (2, 1), (2, 0), (1, 1)),
+        conv_case([1, 2, 9, 9], 2, (3, 3), (1, 2), (2, 1), (2, 2)),
+        conv_case([2, 4, 1, 1], 3, (1, 1), (1, 1), (0, 0), (1, 1)),
+        conv_case([1, 1, 28, 28], 4, (3, 3), (1, 1), (1, 1), (1, 1)),
+    ]
+}
+
+fn random_conv_cases(count: usize, seed: u64) -> Vec<ConvCase> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut cases = Vec::new();
+    while cases.len() < count {
+        let k = (rng.random_range(1..=5), rng.random_range(1..=5));
+        let stride = (rng.random_range(1..=3), rng.random_range(1..=3));
+        let padding = (rng.random_range(0..=3), rng.random_range(0..=3));
+        let dilation = (rng.random_range(1..=2), rng.random_range(1..=2));
+        let x = [rng.random_range(1..=3), rng.random_range(1..=4), rng.random_range(1..=10), rng.random_range(1..=10)];
+        let case = conv_case(x, rng.random_range(1..=5), k, stride, padding, dilation);
+        if case.params.h_out(x[2], k.0).is_some() && case.params.w_out(x[3], k.1).is_some() {
+            cases.push(case);
+        }
+    }
+    cases
+}
+
+#[test]
+fn conv2d_forward_matches_reference() {
+    for (i, case) in conv_edge_cases().into_iter().chain(random_conv_cases(40, 1)).enumerate() {
+        let x = randn(&case.x, 10 + i as u64);
+        let w = randn(&[case.c_out, case.x[1], case.kernel.0, case.kernel.1], 20 + i as u64);
+        let b = randn(&[case.c_out], 30 + i as u64);
+        let expected = reference::conv2d(&x, &w, Some(&b), case.params);
+        let got = conv2d(&x, &w, Some(&b), case.params).unwrap();
+        assert_close(&got, &expected, 1e-12, 1e-12, &format!("f64 {case:?}"));
+        let got32 = conv2d(&x.cast::<f32>(), &w.cast(), Some(&b.cast()), case.params).unwrap();
+        assert_close(&got32.cast(), &expected, 1e-4, 1e-4, &format!("f32 {case:?}"));
+    }
+}
+
+#[test]
+fn conv2d_backward_matches_reference() {
+    for (i, case) in conv_edge_cases().into_iter().chain(random_conv_cases(30, 2)).enumerate() {
+        let x = randn(&case.x, 40 + i as u64);
+        let w = randn(&[case.c_out, case.x[1], case.kernel.0, case.kernel.1], 50 + i as u64);
+        let y = reference::conv2d(&x, &w, None, case.params);
+        let dy = randn(y.dims(), 60 + i as u64);
+        let (dx, dw, db) = reference::conv2d_backward(&x, &w, &dy, case.params);
+        let grads = conv2d_backward(&x, &w, &dy, case.params, true).unwrap();
+        assert_close(grads.input.as_ref().unwrap(), &dx, 1e-12, 1e-12, &format!("dx {case:?}"));
+        assert_close(&grads.weight, &dw, 1e-12, 1e-12, &format!("dw {case:?}"));
+        assert_close(&grads.bias, &db, 1e-12, 1e-12, &format!("db {case:?}"));
+        let without_dx = conv2d_backward(&x, &w, &dy, case.params, false).unwrap();
+        assert!(without_dx.input.is_none());
+        assert_close(&without_dx.weight, &dw, 1e-12, 1e-12, &format!("dw without dx {case:?}"));
+    }
+}
+
+#[test]
+fn conv2d_rejects_bad_shapes() {
+    let x = Tensor::<f32>::zeros([1, 3, 5, 5]);
+    let err = conv2d(&x, &Tensor::zeros([4, 2, 3, 3]), None, Conv2dParams::default()).unwrap_err();
+    assert!(matches!(err, TensorError::ShapeMismatch { op: "conv2d", .. }), "{err}");
+    assert!(err.to_string().contains("3 channels"), "{err}");
+    let err = conv2d(&x, &Tensor::zeros([4, 3, 7, 7]), None, Conv2dParams::default()).unwrap_err();
+    assert!(err.to_string().contains("larger than the input"), "{err}");
+    let err = conv2d(&x, &Tensor::zeros([4, 3, 3, 3]), None, Conv2dParams::new(0, 0)).unwrap_err();
+    assert!(err.to_string().contains("stride"), "{err}");
+    let err = conv2d(&x, &Tensor::zeros([4, 3, 3, 3]), Some(&Tensor::zeros([3])), Conv2dParams::default()).unwrap_err();
+    assert!(err.to_string().contains("bias"), "{err}");
+    let err = conv2d(&Tensor::<f32>::zeros([3, 5, 5]), &Tensor::zeros([4, 3, 3, 3]), None, Conv2dParams::default())
+        .unwrap_err();
+    assert!(matches!(err, TensorError::Rank { expected: 4, .. }), "{err}");
+}
+
+#[test]
+fn pool_output_sizes_follow_pytorch() {
+    // (input, kernel, stride, padding, ceil_mode, size PyTorch 2.x reports)
+    let cases = [
+        (112, 3, 2, 0, true, 56),
+        (56, 3, 2, 0, true, 28),
+        (28, 3, 2, 0, true, 14),
+        (14, 3, 2, 0, true, 7),
+        (7, 3, 2, 0, true, 3),
+        (7, 3, 2, 1, true, 4),
+        (7, 3, 2, 0, false, 3),
+        (28, 3, 2, 0, false, 13),
+        // The last window would start in the right padding, so it is dropped.
+        (5, 2, 2, 1, true, 3),
+        (6, 3, 3, 0, true, 2),
+        (1, 1, 2, 0, true, 1),
+    ];
+    for (size, k, s, p, ceil, expected) in cases {
+        let params = Pool2dParams::new(k, s, p, ceil);
+        assert_eq!(params.h_out(size), Some(expected), "size {size} k {k} s {s} p {p} ceil {ceil}");
+    }
+}
+
+fn pool_cases() -> Vec<([usize; 4], Pool2dParams)> {
+    let mut cases = vec![
+        ([2, 3, 28, 28], Pool2dParams::new(3, 2, 0, true)),
+        ([1, 2, 7, 7], Pool2dParams::new(3, 2, 1, true)),
+        ([2, 2, 7, 7], Pool2dParams::new(3, 2, 0, false)),
+        ([1, 1, 5, 5], Pool2dParams::new(2, 2, 1, true)),
+        ([2, 2, 6, 9], Pool2dParams { kernel: (2, 3), stride: (3, 1), padding: (1, 1), ceil_mode: true }),
+        ([1, 3, 4, 4], Pool2dParams::new(1, 3, 0, false)),
+    ];
+    let mut rng = StdRng::seed_from_u64(3);
+    while cases.len() < 30 {
+        let k = (rng.random_range(1..=4), rng.random_range(1..=4));
+        let params = Pool2dParams {
+            kernel: k,
+            stride: (rng.random_range(1..=4), rng.random_range(1..=4)),
+            padding: (rng.random_range(0..=k.0 / 2), rng.random_range(0..=k.1 / 2)),
+            ceil_mode: rng.random(),
+        };
+        let x = [rng.random_range(1..=2), rng.random_range(1..=3), rng.random_range(1..=9), rng.random_range(1..=9)];
+        if matches!((params.h_out(x[2]), params.w_out(x[3])), (Some(h), Some(w)) if h > 0 && w > 0) {
+            cases.push((x, params));
+        }
+    }
+    cases
+}
+
+#[test]
+fn max_pool2d_matches_reference() {
+    for (i, (dims, params)) in pool_cases().into_iter().enumerate() {
+        let x = randn(&dims, 70 + i as u64);
+        let (expected, expected_idx) = reference::max_pool2d(&x, params);
+        let got = max_pool2d(&x, params).unwrap();
+        assert_close(&got.output, &expected, 0.0, 0.0, &format!("{dims:?} {params:?}"));
+        assert_eq!(got.indices, expected_idx, "{dims:?} {params:?}");
+        let got32 = max_pool2d(&x.cast::<f32>(), params).unwrap();
+        assert_eq!(got32.indices, expected_idx, "f32 {dims:?} {params:?}");
+    }
+}
+
+#[test]
+fn max_pool2d_backward_routes_to_argmax() {
+    for (i, (dims, params)) in pool_cases().into_iter().enumerate() {
+        let x = randn(&dims, 80 + i as u64);
+        let out = max_pool2d(&x, params).unwrap();
+        let dy = randn(out.output.dims(), 90 + i as u64);
+        let dx = max_pool2d_backward(&dy, &out.indices, &dims).unwrap();
+        // Reference: scatter-add dy onto the reference argmax.
+        let (_, idx) = reference::max_pool2d(&x, params);
+        let mut expected = Tensor::<f64>::zeros(dims);
+        let (plane_in, plane_out) = (dims[2] * dims[3], out.output.dims()[2] * out.output.dims()[3]);
+        for (o, (&g, &k)) in dy.data().iter().zip(&idx).enumerate() {
+            expected.data_mut()[(o / plane_out) * plane_in + k as usize] += g;
+        }
+        assert_close(&dx, &expected, 1e-15, 0.0, &format!("{dims:?} {params:?}"));
+    }
+}
+
+#[test]
+fn max_pool2d_ties_go_to_first_element() {
+    let x = Tensor::<f32>::from_vec(vec![1.0, 1.0, 1.0, 1.0], [1, 1, 2, 2]).unwrap();
+    let out = max_pool2d(&x, Pool2dParams::new(2, 2, 0, false)).unwrap();
+    assert_eq!(out.indices, vec![0]);
+    let dx = max_pool2d_backward(&Tensor::<f32>::ones([1, 1, 1, 1]), &out.indices, x.dims()).unwrap();
+    assert_eq!(dx.data(), &[1.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn max_pool2d_rejects_bad_geometry() {
+    let x = Tensor::<f32>::zeros([1, 1, 4, 4]);
+    let err = max_pool2d(&x, Pool2dParams::new(2, 2, 2, false)).unwrap_err();
+    assert!(err.to_string().contains("at most half"), "{err}");
+    let err = max_pool2d(&x, Pool2dParams::new(5, 1, 0, false)).unwrap_err();
+    assert!(err.to_string().contains("does not fit"), "{err}");
+    let err = max_pool2d(&x, Pool2dParams::new(2, 0, 0, false)).unwrap_err();
+    assert!(err.to_string().contains("stride"), "{err}");
+}
+
+#[test]
+fn adaptive_avg_pool2d_matches_reference() {
+    let cases = [
+        ([2, 3, 7, 7], (2, 2)),
+        ([1, 2, 14, 14], (2, 2)),
+        ([2, 2, 5, 7], (3, 2)),
+        ([1, 4, 4, 4], (1, 1)),
+        ([2, 1, 3, 3], (3, 3)),
+        ([1, 1, 10, 3], (4, 1)),
+    ];
+    for (i, (dims, (oh, ow))) in cases.into_iter().enumerate() {
+        let x = randn(&dims, 100 + i as u64);
+        let expected = reference::adaptive_avg_pool2d(&x, oh, ow);
+        assert_close(&adaptive_avg_pool2d(&x, oh, ow).unwrap(), &expected, 1e-12, 1e-12, &format!("{dims:?}"));
+        // Backward is the adjoint: <pool(x), dy> == <x, pool_backward(dy)>.
+        let dy = randn(expected.dims(), 200 + i as u64);
+        let dx = adaptive_avg_pool2d_backward(&dy, &dims).unwrap();
+        let lhs: f64 = expected.data().iter().zip(dy.data()).map(|(a, b)| a * b).sum();
+        let rhs: f64 = x.data().iter().zip(dx.data()).map(|(a, b)| a * b).sum();
+        assert!((lhs - rhs).abs() < 1e-10, "{dims:?}: {lhs} vs {rhs}");
+    }
+    assert!(adaptive_avg_pool2d(&Tensor::<f32>::zeros([1, 1, 2, 2]), 3, 3).is_err());
+}
+
+#[test]
+fn batch_norm_matches_reference() {
+    for (i, dims) in [[4, 3, 5, 5], [1, 2, 3, 4], [8, 1, 1, 1], [2, 5, 7, 3]].into_iter().enumerate() {
+        let x = Tensor::<f64>::randn(dims, 3.0, 2.0, 300 + i as u64);
+        let c = dims[1];
+        let gamma = randn(&[c], 310 + i as u64);
+        let beta = randn(&[c], 320 + i as u64);
+        let (mean, var) = reference::channel_stats(&x);
+        let (y, stats) = batch_norm2d_train(&x, &gamma, &beta, 1e-5).unwrap();
+        let expected = reference::batch_norm2d(&x, gamma.data(), beta.data(), &mean, &var, 1e-5);
+        assert_close(&y, &expected, 1e-10, 1e-10, &format!("train {dims:?}"));
+        let y32 = batch_norm2d_train(&x.cast::<f32>(), &gamma.cast(), &beta.cast(), 1e-5).unwrap().0;
+        assert_close(&y32.cast(), &expected, 1e-4, 1e-4, &format!("train f32 {dims:?}"));
+
+        let running_mean = randn(&[c], 330 + i as u64);
+        let running_var = Tensor::<f64>::rand_uniform([c], 0.5, 2.0, 340 + i as u64);
+        let y = batch_norm2d_eval(&x, &gamma, &beta, &running_mean, &running_var, 1e-3).unwrap();
+        let expected =
+            reference::batch_norm2d(&x, gamma.data(), beta.data(), running_mean.data(), running_var.data(), 1e-3);
+        assert_close(&y, &expected, 1e-12, 1e-12, &format!("eval {dims:?}"));
+
+        // Backward against central differences of sum(y * dy) over x, gamma and beta.
+        let dy = randn(&dims, 350 + i as u64);
+        let (dx, dgamma, dbeta) = batch_norm2d_backward(&x, &gamma, &stats, &dy).unwrap();
+        let objective = |x: &Tensor<f64>, g: &Tensor<f64>, b: &Tensor<f64>| -> f64 {
+            let y = batch_norm2d_train(x, g, b, 1e-5).unwrap().0;
+            y.data().iter().zip(dy.data()).map(|(a, b)| a * b).sum()
+        };
+        let h = 1e-6;
+        for j in 0..x.numel() {
+            let (mut plus, mut minus) = (x.clone(), x.clone());
+            plus.data_mut()[j] += h;
+            minus.data_mut()[j] -= h;
+            let numeric = (objective(&plus, &gamma, &beta) - objective(&minus, &gamma, &beta)) / (2.0 * h);
+            assert!((numeric - dx.data()[j]).abs() < 1e-5, "dx[{j}] {dims:?}: {} vs {numeric}", dx.data()[j]);
+        }
+        for j in 0..c {
+            let (mut plus, mut minus) = (gamma.clone(), gamma.clone());
+            plus.data_mut()[j] += h;
+            minus.data_mut()[j] -= h;
+            let numeric = (objective(&x, &plus, &beta) - objective(&x, &minus, &beta)) / (2.0 * h);
+            assert!((numeric - dgamma.data()[j]).abs() < 1e-5, "dgamma[{j}]");
+            let (mut plus, mut minus) = (beta.clone(), beta.clone());
+            plus.data_mut()[j] += h;
+            minus.data_mut()[j] -= h;
+            let numeric = (objective(&x, &gamma, &plus) - objective(&x, &gamma, &minus)) / (2.0 * h);
+            assert!((numeric - dbeta.data()[j]).abs() < 1e-5, "dbeta[{j}]");
+        }
+    }
+}
+
+#[test]
+fn batch_norm_running_stats_use_unbiased_variance() {
+    let x = Tensor::<f64>::from_vec(vec![1.0, 3.0, 5.0, 7.0], [4, 1, 1, 1]).unwrap();
+    let (_, stats) = batch_norm2d_train(&x, &Tensor::ones([1]), &Tensor::zeros([1]), 1e-5).unwrap();
+    let mut mean = Tensor::zeros([1]);
+    let mut var = Tensor::ones([1]);
+    update_running_stats(&mut mean, &mut var, &stats, 0.1).unwrap();
+    // Batch mean 4, biased variance 5, unbiased 20 / 3.
+    assert!((mean.data()[0] - 0.4).abs() < 1e-12);
+    assert!((var.data()[0] - (0.9 + 0.1 * 20.0 / 3.0)).abs() < 1e-12);
+}
+
+#[test]
+fn batch_norm_rejects_single_element_channels() {
+    let x = Tensor::<f32>::zeros([1, 2, 1, 1]);
+    let err = batch_norm2d_train(&x, &Tensor::ones([2]), &Tensor::zeros([2]), 1e-5).unwrap_err();
+    assert!(err.to_string().contains("at least 2"), "{err}");
+    let err = batch_norm2d_train(&Tensor::<f32>::zeros([2, 2, 1, 1]), &Tensor::ones([3]), &Tensor::zeros([2]), 1e-5)
+        .unwrap_err();
+    assert!(err.to_string().contains("gamma"), "{err}");
+}
+
+#[test]
+fn linear_matches_reference() {
+    for (i, (n, f_in, f_out)) in
+        [(1, 1, 1), (4, 7, 3), (128, 256, 10), (3, 300, 513), (2, 5, 0)].into_iter().enumerate()
+    {
+        let x = randn(&[n, f_in], 400 + i as u64);
+        let w = randn(&[f_out, f_in], 410 + i as u64);
+        let b = randn(&[f_out], 420 + i as u64);
+        assert_close(&linear(&x, &w, Some(&b)).unwrap(), &reference::linear(&x, &w, Some(&b)), 1e-12, 1e-12, "linear");
+        // Backward via the reference: dx = dy W, dW = dy^T x, db = column sums of dy.
+        let dy = randn(&[n, f_out], 430 + i as u64);
+        let (dx, dw, db) = linear_backward(&x, &w, &dy).unwrap();
+        let w_t = Tensor::from_vec(
+            (0..f_in * f_out).map(|j| w.data()[(j % f_out) * f_in + j / f_out]).collect(),
+            [f_in, f_out],
+        )
+        .unwrap();
+        assert_close(&dx, &reference::linear(&dy, &w_t, None), 1e-12, 1e-12, "dx");
+        let dy_t =
+            Tensor::from_vec((0..n * f_out).map(|j| dy.data()[(j % n) * f_out + j / n]).collect(), [f_out, n]).unwrap();
+        let x_t =
+            Tensor::from_vec((0..n * f_in).map(|j| x.data()[(j % n) * f_in + j / n]).collect(), [f_in, n]).unwrap();
+        assert_close(&dw, &reference::linear(&dy_t, &x_t, None), 1e-12, 1e-12, "dw");
+        let expected_db: Vec<f64> = (0..f_out).map(|o| (0..n).map(|r| dy.data()[r * f_out + o]).sum()).collect();
+        assert_close(&db, &Tensor::from_vec(expected_db, [f_out]).unwrap(), 1e-12, 1e-12, "db");
+    }
+    let err = linear(&Tensor::<f32>::zeros([2, 3]), &Tensor::zeros([4, 5]), None).unwrap_err();
+    assert!(err.to_string().contains("3 features"), "{err}");
+}
+
+#[test]
+fn log_softmax_and_cross_entropy_match_reference() {
+    for (i, (n, c)) in [(1, 1), (4, 10), (7, 3)].into_iter().enumerate() {
+        let x = Tensor::<f64>::randn([n, c], 0.0, 5.0, 500 + i as u64);
+        let y = log_softmax(&x).unwrap();
+        assert_close(&y, &reference::log_softmax(&x), 1e-12, 1e-12, "log_softmax");
+        let targets: Vec<usize> = (0..n).map(|r| (r * 7) % c).collect();
+        let (loss, probs) = cross_entropy(&x, &targets).unwrap();
+        assert!((loss - reference::cross_entropy(&x, &targets)).abs() < 1e-12);
+        let dx = cross_entropy_backward(&probs, &targets, 2.0).unwrap();
+        let dy = randn(&[n, c], 510 + i as u64);
+        let dls = log_softmax_backward(&y, &dy).unwrap();
+        let h = 1e-6;
+        for j in 0..x.numel() {
+            let (mut plus, mut minus) = (x.clone(), x.clone());
+            plus.data_mut()[j] += h;
+            minus.data_mut()[j] -= h;
+            let numeric = 2.0
+                * (reference::cross_entropy(&plus, &targets) - reference::cross_entropy(&minus, &targets))
+                / (2.0 * h);
+            assert!((numeric - dx.data()[j]).abs() < 1e-6, "cross-entropy dx[{j}]");
+            let dot = |t: &Tensor<f64>| -> f64 {
+                reference::log_softmax(t).data().iter().zip(dy.data()).map(|(a, b)| a * b).sum()
+            };
+            let numeric = (dot(&plus) - dot(&minus)) / (2.0 * h);
+            assert!((numeric - dls.data()[j]).abs() < 1e-6, "log_softmax dx[{j}]");
+        }
+    }
+    // Large logits do not overflow.
+    let x = Tensor::<f32>::from_vec(vec![1000.0, 0.0, -1000.0], [1, 3]).unwrap();
+    let y = log_softmax(&x).unwrap();
+    assert!(y.data().iter().all(|v| !v.is_nan()));
+    assert_eq!(y.data()[0], 0.0);
+    let err = cross_entropy(&x, &[3]).unwrap_err();
+    assert!(err.to_string().contains("target 3"), "{err}");
+    assert!(cross_entropy(&x, &[0, 1]).is_err());
+}
+
+#[test]
+fn relu_concat_slice_and_dropout() {
+    let x = Tensor::<f32>::from_vec(vec![-1.0, 0.0, 2.0, -3.0], [1, 1, 2, 2]).unwrap();
+    let y = relu(&x);
+    assert_eq!(y.data(), &[0.0, 0.0, 2.0, 0.0]);
+    assert_eq!(relu_backward(&y, &Tensor::ones([1, 1, 2, 2])).unwrap().data(), &[0.0, 0.0, 1.0, 0.0]);
+
+    let a = randn(&[2, 2, 3, 3], 600);
+    let b = randn(&[2, 3, 3, 3], 601);
+    let cat = concat_channels(&[&a, &b]).unwrap();
+    assert_eq!(cat.dims(), &[2, 5, 3, 3]);
+    assert_eq!(slice_channels(&cat, 0, 2).unwrap(), a);
+    assert_eq!(slice_channels(&cat, 2, 3).unwrap(), b);
+    assert_eq!(cat.data()[18..45], b.data()[..27]);
+    assert!(concat_channels(&[&a, &randn(&[2, 1, 4, 3], 0)]).is_err());
+    assert!(slice_channels(&cat, 4, 2).is_err());
+
+    let mask = dropout_mask::<f64>(&[10_000], 0.4, 7).unwrap();
+    let kept = mask.data().iter().filter(|&&m| m > 0.0).count();
+    assert!((5_700..=6_300).contains(&kept), "kept {kept} of 10000 at p = 0.4");
+    assert!(mask.data().iter().all(|&m| m == 0.0 || (m - 1.0 / 0.6).abs() < 1e-12));
+    assert_eq!(mask, dropout_mask(&[10_000], 0.4, 7).unwrap());
+    assert!(dropout_mask::<f32>(&[1], 1.0, 0).is_err());
+}
