@@ -1,0 +1,438 @@
+//! In-memory image classification data sets and their mini-batch iterator.
+
+use std::iter::FusedIterator;
+use std::path::Path;
+
+use incept_tensor::Tensor;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::idx::{read_idx_images, read_idx_labels};
+use crate::{ModelError, Result};
+
+/// A labelled image classification data set held in memory.
+///
+/// Images are one NCHW tensor of shape `[n, channels, height, width]` with
+/// one label per image. Every label is below `num_classes`.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    images: Tensor<f32>,
+    labels: Vec<usize>,
+    num_classes: usize,
+}
+
+impl Dataset {
+    /// Creates a data set from images of shape `[n, channels, height, width]`
+    /// and their `n` labels.
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] if `images` is not 4-D, if `num_classes` is 0,
+    /// if the number of images and labels differ, or if a label is not below
+    /// `num_classes`.
+    pub fn new(images: Tensor<f32>, labels: Vec<usize>, num_classes: usize) -> Result<Self> {
+        let dims = images.dims();
+        if dims.len() != 4 {
+            return Err(ModelError::Config(format!(
+                "data set images must have shape [n, channels, height, width], got {dims:?}"
+            )));
+        }
+        if num_classes == 0 {
+            return Err(ModelError::Config("data set num_classes is 0, expected at least 1".to_string()));
+        }
+        if dims[0] != labels.len() {
+            return Err(ModelError::Config(format!(
+                "data set has {} images but {} labels, expected one label per image",
+                dims[0],
+                labels.len()
+            )));
+        }
+        if let Some((index, label)) = first_label_out_of_range(&labels, num_classes) {
+            return Err(ModelError::Config(format!(
+                "data set label {label} at index {index} is out of range, expected a class \
+                 index below {num_classes}"
+            )));
+        }
+
+        Ok(Dataset { images, labels, num_classes })
+    }
+
+    /// Loads single-channel images and their labels from two IDX files and
+    /// normalises the pixels.
+    ///
+    /// A pixel byte `p` becomes `(p / 255 - mean) / std`, so `mean` and `std`
+    /// are statistics of pixels scaled to [0, 1]. The images get shape
+    /// `[n, 1, rows, cols]`.
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] if `mean` is not finite, `std` is not finite
+    /// and positive, or `num_classes` is 0. Any error of
+    /// [`read_idx_images`](super::read_idx_images) and
+    /// [`read_idx_labels`](super::read_idx_labels). [`ModelError::Format`] if
+    /// the label file contains a different number of labels than the image
+    /// file contains images, or a label that is not below `num_classes`.
+    pub fn from_idx(images_path: &Path, labels_path: &Path, mean: f32, std: f32, num_classes: usize) -> Result<Self> {
+        if !mean.is_finite() || !std.is_finite() || std <= 0.0 {
+            return Err(ModelError::Config(format!(
+                "normalisation mean {mean} and std {std} are invalid, expected a finite mean \
+                 and a finite positive std"
+            )));
+        }
+        if num_classes == 0 {
+            return Err(ModelError::Config("data set num_classes is 0, expected at least 1".to_string()));
+        }
+
+        let images = read_idx_images(images_path)?;
+        let raw_labels = read_idx_labels(labels_path)?;
+
+        let labels_error = |reason: String| ModelError::Format { path: labels_path.to_path_buf(), reason };
+        if raw_labels.len() != images.count {
+            return Err(labels_error(format!(
+                "contains {} labels but {} contains {} images, expected one label per image",
+                raw_labels.len(),
+                images_path.display(),
+                images.count
+            )));
+        }
+        let labels: Vec<usize> = raw_labels.into_iter().map(usize::from).collect();
+        if let Some((index, label)) = first_label_out_of_range(&labels, num_classes) {
+            return Err(labels_error(format!(
+                "label {label} at index {index} is out of range, expected a class index below \
+                 {num_classes}"
+            )));
+        }
+
+        // One table entry per byte value is cheaper than a division per pixel.
+        let table: [f32; 256] = std::array::from_fn(|byte| (byte as f32 / 255.0 - mean) / std);
+        let pixels = images.pixels.iter().map(|&p| table[usize::from(p)]).collect();
+        let images = Tensor::from_vec(pixels, [images.count, 1, images.rows, images.cols])?;
+
+        Ok(Dataset { images, labels, num_classes })
+    }
+
+    /// Normalised images, shape `[n, channels, height, width]`.
+    pub fn images(&self) -> &Tensor<f32> {
+        &self.images
+    }
+
+    /// Class index of each image.
+    pub fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+
+    /// Number of classes. Every label is below it.
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Returns `true` if the data set has no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Keeps the first `n` images and labels, or all of them if there are
+    /// fewer than `n`. Meant for short smoke runs.
+    pub fn take(self, n: usize) -> Dataset {
+        let n = n.min(self.len());
+        let mut dims = self.images.dims().to_vec();
+        let image_len = self.image_len();
+
+        let mut pixels = self.images.into_vec();
+        pixels.truncate(n * image_len);
+        dims[0] = n;
+        let images = Tensor::from_vec(pixels, dims).expect("the truncated buffer contains exactly n images");
+
+        let mut labels = self.labels;
+        labels.truncate(n);
+
+        Dataset { images, labels, num_classes: self.num_classes }
+    }
+
+    /// Returns an iterator over mini-batches of `batch_size` images and their
+    /// labels.
+    ///
+    /// Each batch is `(images, labels)` with images of shape
+    /// `[b, channels, height, width]`. Every batch but the last has
+    /// `b == batch_size`, and the last contains the remainder. Each image appears
+    /// in exactly one batch. With `shuffle_seed` the order is a Fisher–Yates
+    /// shuffle seeded from it: the same seed gives the same order with the
+    /// same version of `rand`, whose `StdRng` algorithm may change between
+    /// releases. Without it the order is the stored order.
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] if `batch_size` is 0.
+    pub fn batches(&self, batch_size: usize, shuffle_seed: Option<u64>) -> Result<Batches<'_>> {
+        if batch_size == 0 {
+            return Err(ModelError::Config("batch size is 0, expected at least 1".to_string()));
+        }
+
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        if let Some(seed) = shuffle_seed {
+            let mut rng = StdRng::seed_from_u64(seed);
+            order.shuffle(&mut rng);
+        }
+
+        Ok(Batches { dataset: self, order, batch_size, next: 0 })
+    }
+
+    /// Number of values in one image (`channels * height * width`).
+    fn image_len(&self) -> usize {
+        self.images.dims()[1..].iter().product()
+    }
+}
+
+fn first_label_out_of_range(labels: &[usize], num_classes: usize) -> Option<(usize, usize)> {
+    labels.iter().copied().enumerate().find(|&(_, label)| label >= num_classes)
+}
+
+/// Iterator over the mini-batches of a [`Dataset`], created by
+/// [`Dataset::batches`].
+#[derive(Clone, Debug)]
+pub struct Batches<'a> {
+    dataset: &'a Dataset,
+    /// Image indices in visiting order.
+    order: Vec<usize>,
+    batch_size: usize,
+    /// Position in `order` of the next batch's first image.
+    next: usize,
+}
+
+impl Iterator for Batches<'_> {
+    type Item = (Tensor<f32>, Vec<usize>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.order.len() {
+            return None;
+        }
+        let end = (self.next + self.batch_size).min(self.order.len());
+        let indices = &self.order[self.next..end];
+        self.next = end;
+
+        let image_len = self.dataset.image_len();
+        let source = self.dataset.images.data();
+        let mut pixels = Vec::with_capacity(indices.len() * image_len);
+        let mut labels = Vec::with_capacity(indices.len());
+        for &index in indices {
+            let start = index * image_len;
+            pixels.extend_from_slice(&source[start..start + image_len]);
+            labels.push(self.dataset.labels[index]);
+        }
+
+        let mut dims = self.dataset.images.dims().to_vec();
+        dims[0] = indices.len();
+        let images = Tensor::from_vec(pixels, dims).expect("the batch buffer contains exactly b images");
+        Some((images, labels))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let remaining = (self.order.len() - self.next).div_ceil(self.batch_size);
+        (remaining, Some(remaining))
+    }
+}
+
+impl ExactSizeIterator for Batches<'_> {}
+
+impl FusedIterator for Batches<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::test_support::{TempDir, gzip, idx_images_bytes, idx_labels_bytes};
+
+    /// Builds a data set of `n` 2x3 single-channel images in which every value of
+    /// image `i` is `i`, with label `i % 3`.
+    fn indexed_dataset(n: usize) -> Dataset {
+        let pixels = (0..n).flat_map(|i| [i as f32; 6]).collect();
+        let images = Tensor::from_vec(pixels, [n, 1, 2, 3]).unwrap();
+        let labels = (0..n).map(|i| i % 3).collect();
+        Dataset::new(images, labels, 3).unwrap()
+    }
+
+    /// Image indices in the order the batches visit them, checking that each
+    /// image's values and label belong to the same index.
+    fn visit_order(dataset: &Dataset, batch_size: usize, seed: Option<u64>) -> Vec<usize> {
+        let mut order = Vec::new();
+        for (images, labels) in dataset.batches(batch_size, seed).unwrap() {
+            assert_eq!(images.dims()[0], labels.len());
+            assert_eq!(&images.dims()[1..], &[1, 2, 3]);
+            for (image, label) in images.data().chunks(6).zip(labels) {
+                let index = image[0] as usize;
+                assert!(image.iter().all(|&v| v == index as f32));
+                assert_eq!(label, index % 3);
+                order.push(index);
+            }
+        }
+        order
+    }
+
+    fn sorted(mut values: Vec<usize>) -> Vec<usize> {
+        values.sort_unstable();
+        values
+    }
+
+    #[test]
+    fn from_idx_normalises_pixels() {
+        let dir = TempDir::new("loader-normalise");
+        let images = dir.write("images.gz", &gzip(&idx_images_bytes(2, 1, 2, &[0, 255, 51, 102])));
+        let labels = dir.write("labels.gz", &gzip(&idx_labels_bytes(&[4, 0])));
+
+        let dataset = Dataset::from_idx(&images, &labels, 0.5, 0.25, 5).unwrap();
+
+        assert_eq!(dataset.len(), 2);
+        assert_eq!(dataset.num_classes(), 5);
+        assert_eq!(dataset.labels(), &[4, 0]);
+        assert_eq!(dataset.images().dims(), &[2, 1, 1, 2]);
+        let expected = [-2.0, 2.0, -1.2, -0.4];
+        for (&got, want) in dataset.images().data().iter().zip(expected) {
+            assert!((got - want).abs() < 1e-6, "got {got}, expected {want}");
+        }
+    }
+
+    #[test]
+    fn from_idx_label_out_of_range() {
+        let dir = TempDir::new("loader-label-range");
+        let images = dir.write("images", &idx_images_bytes(3, 1, 1, &[1, 2, 3]));
+        let labels = dir.write("labels", &idx_labels_bytes(&[0, 9, 10]));
+
+        match Dataset::from_idx(&images, &labels, 0.0, 1.0, 10) {
+            Err(ModelError::Format { path, reason }) => {
+                assert_eq!(path, labels);
+                assert!(reason.contains("label 10 at index 2"), "{reason}");
+                assert!(reason.contains("below 10"), "{reason}");
+            }
+            other => panic!("expected a format error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn from_idx_count_mismatch() {
+        let dir = TempDir::new("loader-count");
+        let images = dir.write("images", &idx_images_bytes(3, 1, 1, &[1, 2, 3]));
+        let labels = dir.write("labels", &idx_labels_bytes(&[0, 1]));
+
+        match Dataset::from_idx(&images, &labels, 0.0, 1.0, 10) {
+            Err(ModelError::Format { path, reason }) => {
+                assert_eq!(path, labels);
+                assert!(reason.contains("2 labels"), "{reason}");
+                assert!(reason.contains("3 images"), "{reason}");
+            }
+            other => panic!("expected a format error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn from_idx_invalid_normalisation() {
+        let dir = TempDir::new("loader-normalisation");
+        let images = dir.write("images", &idx_images_bytes(1, 1, 1, &[1]));
+        let labels = dir.write("labels", &idx_labels_bytes(&[0]));
+
+        for (mean, std) in [(0.0, 0.0), (0.0, -1.0), (f32::NAN, 1.0), (0.0, f32::INFINITY)] {
+            let result = Dataset::from_idx(&images, &labels, mean, std, 2);
+            assert!(matches!(result, Err(ModelError::Config(_))), "mean {mean}, std {std}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn new_rejects_inconsistent_input() {
+        let images = Tensor::from_vec(vec![0.0; 4], [2, 1, 1, 2]).unwrap();
+        let flat = Tensor::from_vec(vec![0.0; 4], [2, 2]).unwrap();
+
+        let wrong_rank = Dataset::new(flat, vec![0, 1], 2);
+        let no_classes = Dataset::new(images.clone(), vec![0, 0], 0);
+        let count_mismatch = Dataset::new(images.clone(), vec![0], 2);
+        let out_of_range = Dataset::new(images, vec![0, 2], 2);
+
+        assert!(matches!(wrong_rank, Err(ModelError::Config(_))));
+        assert!(matches!(no_classes, Err(ModelError::Config(_))));
+        assert!(matches!(count_mismatch, Err(ModelError::Config(_))));
+        assert!(matches!(out_of_range, Err(ModelError::Config(_))));
+    }
+
+    #[test]
+    fn batches_cover_all_in_order() {
+        let dataset = indexed_dataset(10);
+
+        let order = visit_order(&dataset, 3, None);
+
+        assert_eq!(order, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn shuffled_batches_cover_all_once() {
+        let dataset = indexed_dataset(10);
+
+        let order = visit_order(&dataset, 3, Some(7));
+
+        assert_eq!(sorted(order.clone()), (0..10).collect::<Vec<_>>());
+        assert_ne!(order, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn shuffle_seed_determines_order() {
+        let dataset = indexed_dataset(50);
+
+        let first = visit_order(&dataset, 8, Some(1));
+        let again = visit_order(&dataset, 8, Some(1));
+        let other = visit_order(&dataset, 8, Some(2));
+
+        assert_eq!(first, again);
+        assert_ne!(first, other);
+    }
+
+    #[test]
+    fn last_batch_is_partial() {
+        let dataset = indexed_dataset(10);
+
+        let batches = dataset.batches(4, Some(3)).unwrap();
+        assert_eq!(batches.len(), 3);
+        let sizes: Vec<usize> = batches.map(|(_, labels)| labels.len()).collect();
+
+        assert_eq!(sizes, [4, 4, 2]);
+    }
+
+    #[test]
+    fn exact_batches_have_no_remainder() {
+        let dataset = indexed_dataset(8);
+
+        let sizes: Vec<usize> = dataset.batches(4, None).unwrap().map(|(images, _)| images.dims()[0]).collect();
+
+        assert_eq!(sizes, [4, 4]);
+    }
+
+    #[test]
+    fn batch_size_zero_rejected() {
+        let dataset = indexed_dataset(4);
+
+        let result = dataset.batches(0, None);
+
+        assert!(matches!(result, Err(ModelError::Config(_))));
+    }
+
+    #[test]
+    fn take_keeps_first_images() {
+        let dataset = indexed_dataset(10);
+
+        let first = dataset.clone().take(4);
+        let all = dataset.take(100);
+
+        assert_eq!(first.len(), 4);
+        assert_eq!(first.images().dims(), &[4, 1, 2, 3]);
+        assert_eq!(first.labels(), &[0, 1, 2, 0]);
+        assert_eq!(visit_order(&first, 3, None), [0, 1, 2, 3]);
+        assert_eq!(all.len(), 10);
+    }
+
+    #[test]
+    fn take_zero_is_empty() {
+        let empty = indexed_dataset(5).take(0);
+
+        assert!(empty.is_empty());
+        assert_eq!(empty.images().dims(), &[0, 1, 2, 3]);
+        assert_eq!(empty.batches(2, Some(1)).unwrap().count(), 0);
+    }
+}
