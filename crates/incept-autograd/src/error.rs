@@ -17,7 +17,9 @@ pub enum AutogradError {
     },
     /// `backward` was called on a value that the tape did not record, such
     /// as a constant or a value computed in inference mode.
-    #[error("backward: the value was not recorded on this tape (was it computed in inference mode, or is it a constant?)")]
+    #[error(
+        "backward: the value was not recorded on this tape (was it computed in inference mode, or is it a constant?)"
+    )]
     NotRecorded,
     /// An argument is outside the accepted range.
     #[error("{op}: invalid argument: {reason}")]

@@ -1,0 +1,88 @@
+//! Differentiable arithmetic and shape operations.
+
+use incept_tensor::elementwise::{add, concat_channels, mul, scale, slice_channels, sum_all};
+use incept_tensor::{Float, Tensor, TensorError};
+
+use crate::{AutogradError, Result, Tape, Var};
+
+impl<T: Float> Tape<T> {
+    /// `a + b` for tensors of the same shape.
+    ///
+    /// # Errors
+    /// A shape error if the shapes differ.
+    pub fn add(&self, a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
+        let y = add(a.value(), b.value())?;
+        Ok(self.record(y, &[a, b], Box::new(|dy: &Tensor<T>| Ok(vec![Some(dy.clone()), Some(dy.clone())]))))
+    }
+
+    /// `a * b` element by element, for tensors of the same shape.
+    ///
+    /// # Errors
+    /// A shape error if the shapes differ.
+    pub fn mul(&self, a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
+        let y = mul(a.value(), b.value())?;
+        let (a_saved, b_saved) = (a.shared_value(), b.shared_value());
+        Ok(self.record(
+            y,
+            &[a, b],
+            Box::new(move |dy: &Tensor<T>| Ok(vec![Some(mul(dy, &b_saved)?), Some(mul(dy, &a_saved)?)])),
+        ))
+    }
+
+    /// `alpha * x`.
+    pub fn scale(&self, x: &Var<T>, alpha: T) -> Var<T> {
+        let y = scale(x.value(), alpha);
+        self.record(y, &[x], Box::new(move |dy: &Tensor<T>| Ok(vec![Some(scale(dy, alpha))])))
+    }
+
+    /// Sum of all elements, as a 0-D tensor.
+    pub fn sum(&self, x: &Var<T>) -> Var<T> {
+        let y = Tensor::scalar(sum_all(x.value()));
+        let dims = x.dims().to_vec();
+        self.record(y, &[x], Box::new(move |dy: &Tensor<T>| Ok(vec![Some(Tensor::full(dims, dy.item()?))])))
+    }
+
+    /// The same elements with another shape of equal size (a flatten, say).
+    ///
+    /// # Errors
+    /// A shape error if the element counts differ.
+    pub fn reshape(&self, x: &Var<T>, dims: &[usize]) -> Result<Var<T>> {
+        let y = x.value().clone().reshape(dims)?;
+        let input_dims = x.dims().to_vec();
+        Ok(self.record(y, &[x], Box::new(move |dy: &Tensor<T>| Ok(vec![Some(dy.clone().reshape(input_dims)?)]))))
+    }
+
+    /// `[N, C, H, W] -> [N, C * H * W]`.
+    ///
+    /// # Errors
+    /// A rank error if `x` has no batch axis.
+    pub fn flatten(&self, x: &Var<T>) -> Result<Var<T>> {
+        let Some((&n, rest)) = x.dims().split_first() else {
+            return Err(AutogradError::Tensor(TensorError::invalid("flatten", "a 0-D tensor has no batch axis")));
+        };
+        self.reshape(x, &[n, rest.iter().product()])
+    }
+
+    /// Concatenates NCHW tensors along the channel axis.
+    ///
+    /// # Errors
+    /// As [`incept_tensor::elementwise::concat_channels`].
+    pub fn concat_channels(&self, xs: &[&Var<T>]) -> Result<Var<T>> {
+        let values: Vec<&Tensor<T>> = xs.iter().map(|v| v.value()).collect();
+        let y = concat_channels(&values)?;
+        let channels: Vec<usize> = xs.iter().map(|v| v.dims()[1]).collect();
+        Ok(self.record(
+            y,
+            xs,
+            Box::new(move |dy: &Tensor<T>| {
+                let mut start = 0;
+                let mut grads = Vec::with_capacity(channels.len());
+                for &c in &channels {
+                    grads.push(Some(slice_channels(dy, start, c)?));
+                    start += c;
+                }
+                Ok(grads)
+            }),
+        ))
+    }
+}

@@ -1,0 +1,35 @@
+//! Differentiable log-softmax and cross-entropy.
+
+use incept_tensor::softmax::{cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward};
+use incept_tensor::{Float, Tensor};
+
+use crate::{Result, Tape, Var};
+
+impl<T: Float> Tape<T> {
+    /// Log-softmax over the classes of `[N, C]` logits.
+    ///
+    /// # Errors
+    /// As [`incept_tensor::softmax::log_softmax`].
+    pub fn log_softmax(&self, x: &Var<T>) -> Result<Var<T>> {
+        let y = log_softmax(x.value())?;
+        let y_saved = y.clone();
+        Ok(self.record(y, &[x], Box::new(move |dy: &Tensor<T>| Ok(vec![Some(log_softmax_backward(&y_saved, dy)?)]))))
+    }
+
+    /// Mean cross-entropy of `[N, C]` logits against class indices: a scalar.
+    ///
+    /// PyTorch equivalent: `torch.nn.functional.cross_entropy(logits, targets)`.
+    ///
+    /// # Errors
+    /// As [`incept_tensor::softmax::cross_entropy`]: a target outside `0..C`
+    /// or a target count other than `N`.
+    pub fn cross_entropy(&self, logits: &Var<T>, targets: &[usize]) -> Result<Var<T>> {
+        let (loss, probs) = cross_entropy(logits.value(), targets)?;
+        let targets = targets.to_vec();
+        Ok(self.record(
+            Tensor::scalar(loss),
+            &[logits],
+            Box::new(move |dloss: &Tensor<T>| Ok(vec![Some(cross_entropy_backward(&probs, &targets, dloss.item()?)?)])),
+        ))
+    }
+}

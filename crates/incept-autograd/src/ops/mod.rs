@@ -1,0 +1,10 @@
+//! Differentiable operations, each beside its gradient rule. They are
+//! methods of [`crate::Tape`], so a forward pass reads `tape.conv2d(...)`.
+
+mod activation;
+mod arith;
+mod batch_norm;
+mod conv;
+mod linear;
+mod loss;
+mod pool;
