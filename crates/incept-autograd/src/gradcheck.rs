@@ -2,7 +2,7 @@
 
 use incept_tensor::Tensor;
 
-use crate::{Result, Tape, Var};
+use crate::{AutogradError, Tape, Var};
 
 /// The outcome of [`check_gradients`]: the worst disagreement between the
 /// analytic and the numeric gradient, and where it occurred.
@@ -28,15 +28,18 @@ pub struct GradCheckReport {
 /// `f` maps the inputs (recorded as leaves) to an output of any shape. The
 /// scalar differentiated is `g = sum(f(inputs) * r)` for a fixed random `r`,
 /// so every output element carries a different, non-trivial upstream gradient.
-/// `f` must be deterministic (use fixed seeds for dropout).
+/// `f` must be deterministic (use fixed seeds for dropout). Parameters that
+/// `f` records receive gradients of `g` in [`crate::Parameter::grad`], as in
+/// any backward pass.
 ///
 /// # Errors
-/// Any error `f` or the backward pass returns.
-pub fn check_gradients(
+/// Any error `f` or the backward pass returns; `f` may use any error type
+/// that an [`AutogradError`] converts into.
+pub fn check_gradients<E: From<AutogradError>>(
     inputs: &[Tensor<f64>],
     step: f64,
-    f: impl Fn(&Tape<f64>, &[Var<f64>]) -> Result<Var<f64>>,
-) -> Result<GradCheckReport> {
+    f: impl Fn(&Tape<f64>, &[Var<f64>]) -> Result<Var<f64>, E>,
+) -> Result<GradCheckReport, E> {
     let tape = Tape::new();
     let vars: Vec<Var<f64>> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
     let output = f(&tape, &vars)?;
@@ -44,7 +47,7 @@ pub fn check_gradients(
     let objective = |value: &Tensor<f64>| -> f64 { value.data().iter().zip(weights.data()).map(|(a, b)| a * b).sum() };
     let grads = tape.backward_with(&output, weights.clone())?;
 
-    let evaluate = |inputs: &[Tensor<f64>]| -> Result<f64> {
+    let evaluate = |inputs: &[Tensor<f64>]| -> Result<f64, E> {
         let tape = Tape::inference();
         let vars: Vec<Var<f64>> = inputs.iter().map(|t| Var::constant(t.clone())).collect();
         Ok(objective(f(&tape, &vars)?.value()))

@@ -35,7 +35,7 @@ fn gradcheck_detects_a_wrong_gradient() {
     // A deliberately wrong rule (gradient 3x where it should be 2x) must fail.
     let report = check_gradients(&[randn(&[3], 1)], STEP, |tape, v| {
         let y = v[0].value().clone();
-        Ok(tape.record(
+        Ok::<_, AutogradError>(tape.record(
             incept_tensor::elementwise::scale(&y, 2.0),
             &[&v[0]],
             Box::new(|dy: &Tensor<f64>| Ok(vec![Some(incept_tensor::elementwise::scale(dy, 3.0))])),
@@ -122,9 +122,10 @@ fn batch_norm_train_gradients() {
     for (i, x) in [[4, 2, 3, 3], [2, 3, 2, 2], [8, 1, 1, 1], [1, 2, 3, 5], [3, 4, 2, 1]].into_iter().enumerate() {
         let c = x[1];
         let inputs = [randn(&x, 60 + i as u64), randn(&[c], 61 + i as u64), randn(&[c], 62 + i as u64)];
-        let report =
-            check_gradients(&inputs, STEP, |tape, v| Ok(tape.batch_norm2d_train(&v[0], &v[1], &v[2], 1e-5)?.0))
-                .unwrap();
+        let report = check_gradients(&inputs, STEP, |tape, v| {
+            Ok::<_, AutogradError>(tape.batch_norm2d_train(&v[0], &v[1], &v[2], 1e-5)?.0)
+        })
+        .unwrap();
         assert_passes(report, &format!("batch_norm2d_train {x:?}"));
     }
 }
@@ -154,7 +155,9 @@ fn away_from_zero(dims: &[usize], seed: u64) -> Tensor<f64> {
 fn relu_and_dropout_gradients() {
     for (i, x) in [vec![5], vec![2, 3], vec![2, 2, 3, 3], vec![1, 4, 1, 1], vec![3, 1, 2, 5]].into_iter().enumerate() {
         let input = away_from_zero(&x, 80 + i as u64);
-        let report = check_gradients(std::slice::from_ref(&input), STEP, |tape, v| Ok(tape.relu(&v[0]))).unwrap();
+        let report =
+            check_gradients(std::slice::from_ref(&input), STEP, |tape, v| Ok::<_, AutogradError>(tape.relu(&v[0])))
+                .unwrap();
         assert_passes(report, &format!("relu {x:?}"));
         let report = check_gradients(&[input], STEP, |tape, v| tape.dropout(&v[0], 0.4, 7)).unwrap();
         assert_passes(report, &format!("dropout {x:?}"));
@@ -192,9 +195,9 @@ fn arithmetic_and_shape_gradients() {
         assert_passes(report, &format!("add {dims:?}"));
         let report = check_gradients(&inputs, STEP, |tape, v| tape.mul(&v[0], &v[1])).unwrap();
         assert_passes(report, &format!("mul {dims:?}"));
-        let report = check_gradients(&inputs, STEP, |tape, v| Ok(tape.scale(&v[0], -2.5))).unwrap();
+        let report = check_gradients(&inputs, STEP, |tape, v| Ok::<_, AutogradError>(tape.scale(&v[0], -2.5))).unwrap();
         assert_passes(report, &format!("scale {dims:?}"));
-        let report = check_gradients(&inputs, STEP, |tape, v| Ok(tape.sum(&v[0]))).unwrap();
+        let report = check_gradients(&inputs, STEP, |tape, v| Ok::<_, AutogradError>(tape.sum(&v[0]))).unwrap();
         assert_passes(report, &format!("sum {dims:?}"));
         let report = check_gradients(&inputs, STEP, |tape, v| tape.flatten(&v[0])).unwrap();
         assert_passes(report, &format!("flatten {dims:?}"));
