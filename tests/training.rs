@@ -14,7 +14,9 @@ fn accuracy(logits: &Var, labels: &[usize]) -> f64 {
         .data()
         .chunks_exact(classes)
         .zip(labels)
-        .filter(|(row, label)| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i) == Some(**label))
+        .filter(|(row, label)| {
+            row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i) == Some(**label)
+        })
         .count();
     correct as f64 / labels.len() as f64
 }
