@@ -41,8 +41,8 @@ struct Args {
     /// L2 weight decay added to every gradient.
     #[arg(long, default_value_t = 5e-4)]
     weight_decay: f64,
-    /// Stop each epoch after this many batches (for a quick smoke run); the
-    /// test set is then cut to the same number of images.
+    /// Stop each epoch after this many batches (for a quick smoke run). The
+    /// test set is then cut to as many images as those batches hold.
     #[arg(long)]
     max_batches: Option<usize>,
 }
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Fraction of `labels` that the arg-max of `logits` predicts.
+/// Counts the samples whose arg-max logit is their label.
 fn count_correct(logits: &Var, labels: &[usize]) -> usize {
     let classes = logits.dims()[1];
     logits
@@ -89,6 +89,12 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         return Err(
             format!("--epochs ({}) and --batch-size ({}) must be at least 1", args.epochs, args.batch_size).into()
         );
+    }
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        return Err(format!("--lr {} must be a positive number", args.lr).into());
+    }
+    if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
+        return Err(format!("--weight-decay {} must be zero or a positive number", args.weight_decay).into());
     }
     let (mut train, mut test) = fashion_mnist(&args.data)?;
     if let Some(max) = args.max_batches {

@@ -34,12 +34,12 @@ pub struct Var<T: Float = f32> {
 }
 
 impl<T: Float> Var<T> {
-    /// A value that no gradient flows into (an input image, say).
+    /// Wraps a value that no gradient flows into (an input image, say).
     pub fn constant(value: Tensor<T>) -> Self {
         Var { value: Rc::new(value), node: None }
     }
 
-    /// The tensor this variable holds.
+    /// Returns the tensor of this variable.
     pub fn value(&self) -> &Tensor<T> {
         &self.value
     }
@@ -54,7 +54,7 @@ impl<T: Float> Var<T> {
         self.node.is_some()
     }
 
-    /// The tensor, shared with this variable (no copy).
+    /// Returns the tensor, shared with this variable (no copy).
     pub fn shared_value(&self) -> Rc<Tensor<T>> {
         Rc::clone(&self.value)
     }
@@ -80,12 +80,12 @@ impl<T: Float> Default for Tape<T> {
 }
 
 impl<T: Float> Tape<T> {
-    /// A tape that records operations for a backward pass.
+    /// Creates a tape that records operations for a backward pass.
     pub fn new() -> Self {
         Self::with_recording(true)
     }
 
-    /// A tape that records nothing: operations only compute their outputs.
+    /// Creates a tape that records nothing, so operations only compute their outputs.
     pub fn inference() -> Self {
         Self::with_recording(false)
     }
@@ -122,7 +122,7 @@ impl<T: Float> Tape<T> {
         Var { value: Rc::new(value), node }
     }
 
-    /// The current value of a parameter, recorded so that the backward pass
+    /// Returns the current value of a parameter, recorded so that the backward pass
     /// adds its gradient to [`Parameter::grad`]. The tensor is shared, not copied.
     pub fn param(&self, param: &Parameter<T>) -> Var<T> {
         let node =
@@ -226,7 +226,7 @@ pub struct Gradients<T: Float = f32> {
 }
 
 impl<T: Float> Gradients<T> {
-    /// The gradient of `var`, or `None` if the loss does not depend on it
+    /// Returns the gradient of `var`, or `None` if the loss does not depend on it
     /// (or it is not a leaf of the differentiated tape).
     pub fn get(&self, var: &Var<T>) -> Option<&Tensor<T>> {
         match var.node {

@@ -272,7 +272,7 @@ fn inference_tape_records_nothing() {
     assert!(tape.is_empty());
     assert!(!loss.requires_grad());
     assert!(matches!(tape.backward(&loss), Err(AutogradError::NotRecorded)));
-    // The parameter's tensor is shared, not copied, and nothing else holds it.
+    // The parameter's tensor is shared, not copied, and no other reference to it remains.
     drop((y, loss));
     assert_eq!(std::rc::Rc::strong_count(&p.value()), 2);
 }

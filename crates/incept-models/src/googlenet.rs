@@ -226,12 +226,12 @@ impl<T: Float> GoogLeNet<T> {
         Ok(GoogLeNet { config, conv1, conv2, inceptions, aux1, aux2, fc })
     }
 
-    /// The options the network was built with.
+    /// Returns the options the network was built with.
     pub fn config(&self) -> &GoogLeNetConfig {
         &self.config
     }
 
-    /// The nine Inception modules, 3a to 5b.
+    /// Returns the nine Inception modules, 3a to 5b.
     pub fn inceptions(&self) -> &[Inception<T>] {
         &self.inceptions
     }

@@ -36,7 +36,7 @@ impl InceptionConfig {
         self.ch1x1 + self.ch3x3 + self.ch5x5 + self.pool_proj
     }
 
-    /// Every channel count multiplied by `width` and rounded to the nearest
+    /// Multiplies every channel count by `width` and rounded to the nearest
     /// integer (at least 1), with `c_in` supplied by the caller because it
     /// follows the previous layer's scaled output.
     pub fn scaled(&self, c_in: usize, width: f64) -> Self {

@@ -1,5 +1,5 @@
-//! What every layer shares: the forward context, parameter listing and
-//! weight initialisation.
+//! The forward context, parameter listing and weight initialisation that
+//! every layer shares.
 
 use std::cell::Cell;
 
@@ -21,13 +21,13 @@ pub struct ForwardCtx<'a, T: Float = f32> {
 }
 
 impl<'a, T: Float> ForwardCtx<'a, T> {
-    /// A training-mode context; each dropout layer draws its mask from
+    /// Creates a training-mode context. Each dropout layer draws its mask from
     /// `seed`, `seed + 1`, ... in the order the layers run.
     pub fn train(tape: &'a Tape<T>, seed: u64) -> Self {
         ForwardCtx { tape, training: true, next_seed: Cell::new(seed) }
     }
 
-    /// An eval-mode context: running statistics, no dropout, no auxiliary heads.
+    /// Creates an eval-mode context: running statistics, no dropout, no auxiliary heads.
     pub fn eval(tape: &'a Tape<T>) -> Self {
         ForwardCtx { tape, training: false, next_seed: Cell::new(0) }
     }
@@ -42,7 +42,7 @@ impl<'a, T: Float> ForwardCtx<'a, T> {
 
 /// A layer or network with trainable parameters.
 pub trait Module<T: Float = f32> {
-    /// Every trainable parameter, in a fixed order, named as PyTorch's
+    /// Lists every trainable parameter in a fixed order, named as PyTorch's
     /// `state_dict` would name it.
     fn parameters(&self) -> Vec<Parameter<T>>;
 

@@ -16,7 +16,8 @@ fn inception_3a_has_the_paper_channels_and_weights() {
     let (_, config) = INCEPTION_CONFIGS[0];
     let module = Inception::<f32>::new("inception3a", config, &mut Init::new(0)).unwrap();
     assert_eq!(config.c_out(), 256);
-    // Convolution weights as in the paper's arithmetic (1x1, 1x1 + 3x3, 1x1 + 5x5, pool proj) ...
+    // Convolution weights of the four branches (1x1, 1x1 + 3x3, 1x1 + 5x5, pool proj), 163,328 as
+    // computed from Table 1's columns of GoogLeNet (Szegedy et al., CVPR 2015) ...
     let conv_weights = 192 * 64 + 192 * 96 + 96 * 9 * 128 + 192 * 16 + 16 * 25 * 32 + 192 * 32;
     assert_eq!(conv_weights, 163_328);
     // ... plus one scale and one shift per output channel of each of the six batch norms.
