@@ -96,9 +96,15 @@ pub fn batch_norm2d_train<T: Float>(
         .into_par_iter()
         .map(|ch| {
             let planes = || (0..n).map(move |i| &data[(i * c + ch) * plane..(i * c + ch + 1) * plane]);
-            let sum: f64 = planes().flatten().map(|v| v.as_f64()).sum();
+            let mut sum = 0.0f64;
+            for p in planes() {
+                sum += p.iter().map(|v| v.as_f64()).sum::<f64>();
+            }
             let mean = sum / count as f64;
-            let sq: f64 = planes().flatten().map(|v| (v.as_f64() - mean).powi(2)).sum();
+            let mut sq = 0.0f64;
+            for p in planes() {
+                sq += p.iter().map(|v| (v.as_f64() - mean) * (v.as_f64() - mean)).sum::<f64>();
+            }
             (T::from_f64(mean), T::from_f64(sq / count as f64))
         })
         .unzip();

@@ -13,6 +13,7 @@
 use rayon::prelude::*;
 
 use crate::gemm::{MatMut, MatRef, gemm, gemm_par};
+use crate::window::valid_outputs;
 use crate::{Float, Result, Tensor, TensorError};
 
 /// Geometry of a 2-D convolution: stride, zero padding and dilation per axis
@@ -144,19 +145,26 @@ fn im2col<T: Float>(g: &ConvGeometry, x: &[T], cols: &mut [T]) {
     for c in 0..g.c_in {
         let plane = &x[c * g.h_in * g.w_in..(c + 1) * g.h_in * g.w_in];
         for i in 0..g.k_h {
+            let valid_oy = valid_outputs(g.h_out, s_h, i * d_h, p_h, g.h_in);
             for j in 0..g.k_w {
                 let row = rows.next().expect("im2col: cols has c_in * k_h * k_w rows");
-                for oy in 0..g.h_out {
-                    let out = &mut row[oy * g.w_out..(oy + 1) * g.w_out];
-                    let iy = (oy * s_h + i * d_h) as isize - p_h as isize;
-                    if iy < 0 || iy >= g.h_in as isize {
+                let valid_ox = valid_outputs(g.w_out, s_w, j * d_w, p_w, g.w_in);
+                for (oy, out) in row.chunks_exact_mut(g.w_out).enumerate() {
+                    if !valid_oy.contains(&oy) || valid_ox.is_empty() {
                         out.fill(T::zero());
                         continue;
                     }
-                    let src = &plane[iy as usize * g.w_in..(iy as usize + 1) * g.w_in];
-                    for (ox, o) in out.iter_mut().enumerate() {
-                        let ix = (ox * s_w + j * d_w) as isize - p_w as isize;
-                        *o = if ix >= 0 && ix < g.w_in as isize { src[ix as usize] } else { T::zero() };
+                    let iy = oy * s_h + i * d_h - p_h;
+                    let src = &plane[iy * g.w_in..(iy + 1) * g.w_in];
+                    out[..valid_ox.start].fill(T::zero());
+                    out[valid_ox.end..].fill(T::zero());
+                    let first = valid_ox.start * s_w + j * d_w - p_w;
+                    if s_w == 1 {
+                        out[valid_ox.clone()].copy_from_slice(&src[first..first + valid_ox.len()]);
+                    } else {
+                        for (o, &v) in out[valid_ox.clone()].iter_mut().zip(src[first..].iter().step_by(s_w)) {
+                            *o = v;
+                        }
                     }
                 }
             }
@@ -175,19 +183,20 @@ fn col2im<T: Float>(g: &ConvGeometry, cols: &[T], x: &mut [T]) {
     for c in 0..g.c_in {
         let plane = &mut x[c * g.h_in * g.w_in..(c + 1) * g.h_in * g.w_in];
         for i in 0..g.k_h {
+            let valid_oy = valid_outputs(g.h_out, s_h, i * d_h, p_h, g.h_in);
             for j in 0..g.k_w {
                 let row = rows.next().expect("col2im: cols has c_in * k_h * k_w rows");
-                for oy in 0..g.h_out {
-                    let iy = (oy * s_h + i * d_h) as isize - p_h as isize;
-                    if iy < 0 || iy >= g.h_in as isize {
-                        continue;
-                    }
-                    let dst = &mut plane[iy as usize * g.w_in..(iy as usize + 1) * g.w_in];
-                    for (ox, &v) in row[oy * g.w_out..(oy + 1) * g.w_out].iter().enumerate() {
-                        let ix = (ox * s_w + j * d_w) as isize - p_w as isize;
-                        if ix >= 0 && ix < g.w_in as isize {
-                            dst[ix as usize] = dst[ix as usize] + v;
-                        }
+                let valid_ox = valid_outputs(g.w_out, s_w, j * d_w, p_w, g.w_in);
+                if valid_ox.is_empty() {
+                    continue;
+                }
+                let first = valid_ox.start * s_w + j * d_w - p_w;
+                for oy in valid_oy.clone() {
+                    let iy = oy * s_h + i * d_h - p_h;
+                    let dst = &mut plane[iy * g.w_in + first..(iy + 1) * g.w_in];
+                    let src = &row[oy * g.w_out + valid_ox.start..oy * g.w_out + valid_ox.end];
+                    for (d, &v) in dst.iter_mut().step_by(s_w).zip(src) {
+                        *d = *d + v;
                     }
                 }
             }

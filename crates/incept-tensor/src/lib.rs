@@ -27,6 +27,7 @@ mod error;
 mod float;
 mod shape;
 mod tensor;
+mod window;
 
 pub mod gemm;
 

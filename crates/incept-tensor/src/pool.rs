@@ -1,7 +1,10 @@
 //! Max pooling and adaptive (including global) average pooling.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
+use crate::window::valid_outputs;
 use crate::{Float, Result, Tensor, TensorError};
 
 /// Geometry of a 2-D pooling window: size, stride and padding per axis
@@ -78,22 +81,36 @@ fn expect_nchw<T: Float>(op: &'static str, x: &Tensor<T>) -> Result<[usize; 4]> 
     Ok([n, c, h, w])
 }
 
-/// The result of [`max_pool2d`]: the pooled tensor and, for each output
-/// element, the index within its input plane (`y * W + x`) of the maximum.
-#[derive(Clone, Debug)]
-pub struct MaxPoolOutput<T: Float> {
-    /// Pooled values, `[N, C, H_out, W_out]`.
-    pub output: Tensor<T>,
-    /// Index of each maximum within its `H x W` input plane, as PyTorch's
-    /// `return_indices=True` reports it.
-    pub indices: Vec<u32>,
+/// Validated sizes of one pooling problem, per plane.
+#[derive(Clone, Copy)]
+struct PlaneSizes {
+    h_in: usize,
+    w_in: usize,
+    h_out: usize,
+    w_out: usize,
+}
+
+fn max_pool_sizes<T: Float>(op: &'static str, x: &Tensor<T>, params: Pool2dParams) -> Result<(usize, PlaneSizes)> {
+    let [n, c, h_in, w_in] = expect_nchw(op, x)?;
+    let (h_out, w_out) = params.validate(op, h_in, w_in)?;
+    if u32::try_from(h_in * w_in).is_err() {
+        return Err(TensorError::invalid(op, format!("input plane {h_in}x{w_in} has more than 2^32 elements")));
+    }
+    Ok((n * c, PlaneSizes { h_in, w_in, h_out, w_out }))
+}
+
+/// Rows of input `[y0, y1)` covered by the window of output row `oy`,
+/// clipped to the input so that padding never wins.
+fn window_rows(oy: usize, h_in: usize, params: &Pool2dParams) -> (usize, usize) {
+    let (k, s, p) = (params.kernel.0, params.stride.0, params.padding.0);
+    ((oy * s).saturating_sub(p), (oy * s + k - p).min(h_in))
 }
 
 /// 2-D max pooling.
 ///
-/// Among tied maxima the first in row-major window order wins, and only it
-/// receives the gradient in [`max_pool2d_backward`]. A NaN in a window wins,
-/// as in PyTorch.
+/// A NaN anywhere in a window makes that output NaN, as in PyTorch.
+///
+/// PyTorch equivalent: `torch.nn.functional.max_pool2d(x, kernel, stride, padding, ceil_mode=...)`.
 ///
 /// # Shapes
 /// `x` is `[N, C, H, W]`; the output is `[N, C, H_out, W_out]` as given by
@@ -102,95 +119,161 @@ pub struct MaxPoolOutput<T: Float> {
 /// # Errors
 /// [`TensorError`] if `x` is not 4-D, the window or stride is zero, the
 /// padding exceeds half the window, or no window fits.
-pub fn max_pool2d<T: Float>(x: &Tensor<T>, params: Pool2dParams) -> Result<MaxPoolOutput<T>> {
-    let [n, c, h_in, w_in] = expect_nchw("max_pool2d", x)?;
-    let (h_out, w_out) = params.validate("max_pool2d", h_in, w_in)?;
-    if u32::try_from(h_in * w_in).is_err() {
-        return Err(TensorError::invalid(
-            "max_pool2d",
-            format!("input plane {h_in}x{w_in} has more than 2^32 elements"),
-        ));
+pub fn max_pool2d<T: Float>(x: &Tensor<T>, params: Pool2dParams) -> Result<Tensor<T>> {
+    let (planes, sizes) = max_pool_sizes("max_pool2d", x, params)?;
+    let PlaneSizes { h_in, w_in, h_out, w_out } = sizes;
+    let mut output = Tensor::zeros([x.dims()[0], x.dims()[1], h_out, w_out]);
+    if planes == 0 || h_in * w_in == 0 {
+        return Ok(output);
     }
-    let (out_plane, in_plane) = (h_out * w_out, h_in * w_in);
-    let mut output = Tensor::zeros([n, c, h_out, w_out]);
-    let mut indices = vec![0u32; n * c * out_plane];
-    if out_plane == 0 || in_plane == 0 {
-        return Ok(MaxPoolOutput { output, indices });
-    }
-    let (k, s, p) = (params.kernel, params.stride, params.padding);
-    output
-        .data_mut()
-        .par_chunks_mut(out_plane)
-        .zip(indices.par_chunks_mut(out_plane))
-        .zip(x.data().par_chunks(in_plane))
-        .for_each(|((y, idx), plane)| {
-            for oy in 0..h_out {
-                // The window is clipped to the input: padding never wins.
-                let y0 = (oy * s.0).saturating_sub(p.0);
-                let y1 = (oy * s.0 + k.0 - p.0).min(h_in);
-                for ox in 0..w_out {
-                    let x0 = (ox * s.1).saturating_sub(p.1);
-                    let x1 = (ox * s.1 + k.1 - p.1).min(w_in);
-                    let mut best = y0 * w_in + x0;
-                    let mut best_val = plane[best];
-                    for iy in y0..y1 {
-                        for ix in x0..x1 {
-                            let v = plane[iy * w_in + ix];
-                            if v > best_val || (v.is_nan() && !best_val.is_nan()) {
-                                best_val = v;
-                                best = iy * w_in + ix;
-                            }
-                        }
-                    }
-                    y[oy * w_out + ox] = best_val;
-                    idx[oy * w_out + ox] = best as u32;
+    let (stride, padding) = (params.stride.1, params.padding.1);
+    let tap_columns: Vec<Range<usize>> =
+        (0..params.kernel.1).map(|j| valid_outputs(w_out, stride, j, padding, w_in)).collect();
+    output.data_mut().par_chunks_mut(h_out * w_out).zip(x.data().par_chunks(h_in * w_in)).for_each_init(
+        Vec::new,
+        |indices, (y, plane)| {
+            if plane.iter().any(|v| v.is_nan()) {
+                // Rare: the exact per-window scan gives PyTorch's NaN result.
+                indices.resize(y.len(), 0);
+                argmax_plane(plane, indices, sizes, &params);
+                for (y, &i) in y.iter_mut().zip(indices.iter()) {
+                    *y = plane[i as usize];
                 }
+            } else {
+                max_plane(plane, y, sizes, &params, &tap_columns);
             }
-        });
-    Ok(MaxPoolOutput { output, indices })
+        },
+    );
+    Ok(output)
 }
 
-/// Gradient of [`max_pool2d`]: each output gradient goes to the input
-/// element that won its window; overlapping windows accumulate.
+/// Max-pools one NaN-free plane a row of outputs at a time. For each window
+/// tap `(iy, j)` one pass runs over the outputs it reaches, so the inner loop
+/// has no bounds branches and compiles to vector max instructions.
+/// `tap_columns[j]` holds the outputs of a row whose tap `j` lies inside the
+/// input; it is the same for every row, so the caller computes it once.
+fn max_plane<T: Float>(
+    plane: &[T],
+    y: &mut [T],
+    sizes: PlaneSizes,
+    params: &Pool2dParams,
+    tap_columns: &[Range<usize>],
+) {
+    let PlaneSizes { h_in, w_in, h_out, w_out } = sizes;
+    let (s, p) = (params.stride.1, params.padding.1);
+    for oy in 0..h_out {
+        let (y0, y1) = window_rows(oy, h_in, params);
+        let y_row = &mut y[oy * w_out..(oy + 1) * w_out];
+        // Seed each output with an element of its window; every window has
+        // one because validation rejects windows lying in the padding.
+        for (ox, best) in y_row.iter_mut().enumerate() {
+            *best = plane[y0 * w_in + (ox * s).saturating_sub(p)];
+        }
+        for iy in y0..y1 {
+            let src = &plane[iy * w_in..(iy + 1) * w_in];
+            for (j, columns) in tap_columns.iter().enumerate() {
+                if columns.is_empty() {
+                    continue;
+                }
+                let first = columns.start * s + j - p;
+                let bests = &mut y_row[columns.clone()];
+                if s == 1 {
+                    let taps = &src[first..first + bests.len()];
+                    for (best, &v) in bests.iter_mut().zip(taps) {
+                        *best = if v > *best { v } else { *best };
+                    }
+                } else {
+                    for (best, &v) in bests.iter_mut().zip(src[first..].iter().step_by(s)) {
+                        *best = if v > *best { v } else { *best };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes, for each output of one plane, the in-plane index of the element
+/// that wins its window under PyTorch's rule: a strictly larger value or any
+/// NaN takes over, so ties keep the first maximum in row-major window order
+/// and the last NaN wins.
+fn argmax_plane<T: Float>(plane: &[T], indices: &mut [u32], sizes: PlaneSizes, params: &Pool2dParams) {
+    let PlaneSizes { h_in, w_in, h_out, w_out } = sizes;
+    let (k, s, p) = (params.kernel.1, params.stride.1, params.padding.1);
+    for oy in 0..h_out {
+        let (y0, y1) = window_rows(oy, h_in, params);
+        for ox in 0..w_out {
+            let x0 = (ox * s).saturating_sub(p);
+            let x1 = (ox * s + k - p).min(w_in);
+            let mut best = y0 * w_in + x0;
+            for iy in y0..y1 {
+                for ix in x0..x1 {
+                    let v = plane[iy * w_in + ix];
+                    if v > plane[best] || v.is_nan() {
+                        best = iy * w_in + ix;
+                    }
+                }
+            }
+            indices[oy * w_out + ox] = best as u32;
+        }
+    }
+}
+
+/// The index within its `H x W` input plane (`y * W + x`) of the element
+/// that [`max_pool2d`] selects for each output, as PyTorch's
+/// `return_indices=True` reports it. Among tied maxima the first in
+/// row-major window order wins; with NaN in a window, the last NaN.
 ///
 /// # Errors
-/// [`TensorError`] if `input_dims` is not 4-D, `dy` does not have the same
-/// batch and channels, or `indices` does not have one entry per element of `dy`
-/// or points outside the input plane.
-pub fn max_pool2d_backward<T: Float>(dy: &Tensor<T>, indices: &[u32], input_dims: &[usize]) -> Result<Tensor<T>> {
+/// As [`max_pool2d`].
+pub fn max_pool2d_indices<T: Float>(x: &Tensor<T>, params: Pool2dParams) -> Result<Vec<u32>> {
+    let (planes, sizes) = max_pool_sizes("max_pool2d_indices", x, params)?;
+    let (in_plane, out_plane) = (sizes.h_in * sizes.w_in, sizes.h_out * sizes.w_out);
+    let mut indices = vec![0u32; planes * out_plane];
+    if planes > 0 && in_plane > 0 {
+        indices
+            .par_chunks_mut(out_plane)
+            .zip(x.data().par_chunks(in_plane))
+            .for_each(|(indices, plane)| argmax_plane(plane, indices, sizes, &params));
+    }
+    Ok(indices)
+}
+
+/// Gradient of [`max_pool2d`]: each output gradient goes to the element that
+/// won its window (see [`max_pool2d_indices`]); overlapping windows
+/// accumulate. The winners are found again from `x`, so the forward pass
+/// stores nothing but its input.
+///
+/// # Errors
+/// As [`max_pool2d`], and a shape error if `dy` does not have the output shape.
+pub fn max_pool2d_backward<T: Float>(x: &Tensor<T>, dy: &Tensor<T>, params: Pool2dParams) -> Result<Tensor<T>> {
     let op = "max_pool2d_backward";
-    let &[n, c, h_in, w_in] = input_dims else {
-        return Err(TensorError::Rank { op, expected: 4, shape: input_dims.to_vec() });
-    };
-    let [dn, dc, h_out, w_out] = expect_nchw(op, dy)?;
-    if (dn, dc) != (n, c) || indices.len() != dy.numel() {
+    let (planes, sizes) = max_pool_sizes(op, x, params)?;
+    let expected = [x.dims()[0], x.dims()[1], sizes.h_out, sizes.w_out];
+    if dy.dims() != expected {
         return Err(TensorError::mismatch(
             op,
-            &[input_dims, dy.dims()],
-            format!(
-                "the output gradient must be [{n}, {c}, H_out, W_out] with one index per element ({} given)",
-                indices.len()
-            ),
+            &[x.dims(), dy.dims()],
+            format!("the output gradient must have the output shape {expected:?}"),
         ));
     }
-    let in_plane = h_in * w_in;
-    if let Some(&bad) = indices.iter().find(|&&i| i as usize >= in_plane) {
-        return Err(TensorError::invalid(op, format!("index {bad} is outside the {h_in}x{w_in} input plane")));
-    }
-    let mut dx = Tensor::zeros(input_dims);
-    let out_plane = h_out * w_out;
-    if in_plane == 0 || out_plane == 0 {
+    let (in_plane, out_plane) = (sizes.h_in * sizes.w_in, sizes.h_out * sizes.w_out);
+    let mut dx = Tensor::zeros(x.dims());
+    if planes == 0 || in_plane == 0 || out_plane == 0 {
         return Ok(dx);
     }
     dx.data_mut()
         .par_chunks_mut(in_plane)
+        .zip(x.data().par_chunks(in_plane))
         .zip(dy.data().par_chunks(out_plane))
-        .zip(indices.par_chunks(out_plane))
-        .for_each(|((dx, dy), idx)| {
-            for (&g, &i) in dy.iter().zip(idx) {
-                dx[i as usize] = dx[i as usize] + g;
-            }
-        });
+        .for_each_init(
+            || vec![0u32; out_plane],
+            |indices, ((dx, plane), dy)| {
+                argmax_plane(plane, indices, sizes, &params);
+                for (&g, &i) in dy.iter().zip(indices.iter()) {
+                    dx[i as usize] = dx[i as usize] + g;
+                }
+            },
+        );
     Ok(dx)
 }
 

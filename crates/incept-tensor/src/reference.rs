@@ -96,7 +96,8 @@ pub fn conv2d_backward(
 }
 
 /// Max pooling over an explicitly padded copy of the input (padding is
-/// -inf); ties go to the first maximum in row-major window order. Returns
+/// -inf); ties go to the first maximum in row-major window order and the
+/// last NaN wins over numbers. Returns
 /// the output and the flat in-plane index of each maximum.
 pub fn max_pool2d(x: &Tensor<f64>, p: Pool2dParams) -> (Tensor<f64>, Vec<u32>) {
     let [n, c, h, w] = nchw(x);
@@ -118,7 +119,8 @@ pub fn max_pool2d(x: &Tensor<f64>, p: Pool2dParams) -> (Tensor<f64>, Vec<u32>) {
                         }
                         let idx = iy as usize * w + ix as usize;
                         let v = x.data()[plane * h * w + idx];
-                        if v > best || best_idx == u32::MAX {
+                        // PyTorch's rule: a larger value or any NaN takes over.
+                        if best_idx == u32::MAX || v > best || v.is_nan() {
                             best = v;
                             best_idx = idx as u32;
                         }

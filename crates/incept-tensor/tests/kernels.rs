@@ -6,6 +6,7 @@ use incept_tensor::elementwise::{concat_channels, dropout_mask, relu, relu_backw
 use incept_tensor::linear::{linear, linear_backward};
 use incept_tensor::pool::{
     Pool2dParams, adaptive_avg_pool2d, adaptive_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
+    max_pool2d_indices,
 };
 use incept_tensor::softmax::{cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward};
 use incept_tensor::{Tensor, TensorError, reference};
@@ -182,10 +183,11 @@ fn max_pool2d_matches_reference() {
         let x = randn(&dims, 70 + i as u64);
         let (expected, expected_idx) = reference::max_pool2d(&x, params);
         let got = max_pool2d(&x, params).unwrap();
-        assert_close(&got.output, &expected, 0.0, 0.0, &format!("{dims:?} {params:?}"));
-        assert_eq!(got.indices, expected_idx, "{dims:?} {params:?}");
+        assert_close(&got, &expected, 0.0, 0.0, &format!("{dims:?} {params:?}"));
+        assert_eq!(max_pool2d_indices(&x, params).unwrap(), expected_idx, "{dims:?} {params:?}");
         let got32 = max_pool2d(&x.cast::<f32>(), params).unwrap();
-        assert_eq!(got32.indices, expected_idx, "f32 {dims:?} {params:?}");
+        assert_close(&got32.cast(), &expected.cast::<f32>().cast(), 0.0, 0.0, &format!("f32 {dims:?} {params:?}"));
+        assert_eq!(max_pool2d_indices(&x.cast::<f32>(), params).unwrap(), expected_idx, "f32 {dims:?} {params:?}");
     }
 }
 
@@ -194,12 +196,12 @@ fn max_pool2d_backward_routes_to_argmax() {
     for (i, (dims, params)) in pool_cases().into_iter().enumerate() {
         let x = randn(&dims, 80 + i as u64);
         let out = max_pool2d(&x, params).unwrap();
-        let dy = randn(out.output.dims(), 90 + i as u64);
-        let dx = max_pool2d_backward(&dy, &out.indices, &dims).unwrap();
+        let dy = randn(out.dims(), 90 + i as u64);
+        let dx = max_pool2d_backward(&x, &dy, params).unwrap();
         // Reference: scatter-add dy onto the reference argmax.
         let (_, idx) = reference::max_pool2d(&x, params);
         let mut expected = Tensor::<f64>::zeros(dims);
-        let (plane_in, plane_out) = (dims[2] * dims[3], out.output.dims()[2] * out.output.dims()[3]);
+        let (plane_in, plane_out) = (dims[2] * dims[3], out.dims()[2] * out.dims()[3]);
         for (o, (&g, &k)) in dy.data().iter().zip(&idx).enumerate() {
             expected.data_mut()[(o / plane_out) * plane_in + k as usize] += g;
         }
@@ -210,10 +212,26 @@ fn max_pool2d_backward_routes_to_argmax() {
 #[test]
 fn max_pool2d_ties_go_to_first_element() {
     let x = Tensor::<f32>::from_vec(vec![1.0, 1.0, 1.0, 1.0], [1, 1, 2, 2]).unwrap();
-    let out = max_pool2d(&x, Pool2dParams::new(2, 2, 0, false)).unwrap();
-    assert_eq!(out.indices, vec![0]);
-    let dx = max_pool2d_backward(&Tensor::<f32>::ones([1, 1, 1, 1]), &out.indices, x.dims()).unwrap();
+    let params = Pool2dParams::new(2, 2, 0, false);
+    assert_eq!(max_pool2d_indices(&x, params).unwrap(), vec![0]);
+    let dx = max_pool2d_backward(&x, &Tensor::<f32>::ones([1, 1, 1, 1]), params).unwrap();
     assert_eq!(dx.data(), &[1.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn max_pool2d_propagates_nan_like_pytorch() {
+    let nan = f64::NAN;
+    let x = Tensor::<f64>::from_vec(vec![1.0, nan, 3.0, nan, 0.0, 2.0, 5.0, 4.0, 6.0], [1, 1, 3, 3]).unwrap();
+    let params = Pool2dParams::new(2, 1, 0, false);
+    let got = max_pool2d(&x, params).unwrap();
+    let (expected, expected_idx) = reference::max_pool2d(&x, params);
+    // Windows 0, 1 and 2 contain a NaN; the last NaN in window order wins.
+    let indices = max_pool2d_indices(&x, params).unwrap();
+    assert_eq!(indices, vec![3, 1, 3, 8]);
+    assert_eq!(indices, expected_idx);
+    assert!(got.data()[..3].iter().all(|v| v.is_nan()));
+    assert_eq!(got.data()[3], 6.0);
+    assert_eq!(expected.data()[3], 6.0);
 }
 
 #[test]

@@ -8,20 +8,19 @@ use incept_tensor::{Float, Tensor};
 use crate::{Result, Tape, Var};
 
 impl<T: Float> Tape<T> {
-    /// 2-D max pooling. Only the argmax indices are saved for the backward
-    /// pass; among tied maxima the first in row-major window order receives
-    /// the whole gradient.
+    /// 2-D max pooling. The backward pass keeps the input and finds each
+    /// window's winner again; among tied maxima the first in row-major window
+    /// order receives the whole gradient.
     ///
     /// # Errors
     /// As [`incept_tensor::pool::max_pool2d`].
     pub fn max_pool2d(&self, x: &Var<T>, params: Pool2dParams) -> Result<Var<T>> {
-        let out = max_pool2d(x.value(), params)?;
-        let input_dims = x.dims().to_vec();
-        let indices = out.indices;
+        let y = max_pool2d(x.value(), params)?;
+        let x_saved = x.shared_value();
         Ok(self.record(
-            out.output,
+            y,
             &[x],
-            Box::new(move |dy: &Tensor<T>| Ok(vec![Some(max_pool2d_backward(dy, &indices, &input_dims)?)])),
+            Box::new(move |dy: &Tensor<T>| Ok(vec![Some(max_pool2d_backward(&x_saved, dy, params)?)])),
         ))
     }
 
