@@ -126,9 +126,7 @@ pub fn max_pool2d<T: Float>(x: &Tensor<T>, params: Pool2dParams) -> Result<Tenso
     if planes == 0 || h_in * w_in == 0 {
         return Ok(output);
     }
-    let (stride, padding) = (params.stride.1, params.padding.1);
-    let tap_columns: Vec<Range<usize>> =
-        (0..params.kernel.1).map(|j| valid_outputs(w_out, stride, j, padding, w_in)).collect();
+    let tap_columns = tap_columns(sizes, &params);
     output.data_mut().par_chunks_mut(h_out * w_out).zip(x.data().par_chunks(h_in * w_in)).for_each_init(
         Vec::new,
         |indices, (y, plane)| {
@@ -218,6 +216,89 @@ fn argmax_plane<T: Float>(plane: &[T], indices: &mut [u32], sizes: PlaneSizes, p
     }
 }
 
+/// Like [`argmax_plane`] for a NaN-free plane, with the loop order of
+/// [`max_plane`] so the selects vectorise; `best` is scratch space of one
+/// value per output. Visiting taps in row-major order and replacing only on
+/// a strictly larger value keeps the first of tied maxima.
+fn argmax_plane_fast<T: Float>(
+    plane: &[T],
+    best: &mut [T],
+    indices: &mut [u32],
+    sizes: PlaneSizes,
+    params: &Pool2dParams,
+    tap_columns: &[Range<usize>],
+) {
+    let PlaneSizes { h_in, w_in, h_out, w_out } = sizes;
+    let (s, p) = (params.stride.1, params.padding.1);
+    for oy in 0..h_out {
+        let (y0, y1) = window_rows(oy, h_in, params);
+        let best_row = &mut best[oy * w_out..(oy + 1) * w_out];
+        let index_row = &mut indices[oy * w_out..(oy + 1) * w_out];
+        for (ox, (value, index)) in best_row.iter_mut().zip(index_row.iter_mut()).enumerate() {
+            let first = y0 * w_in + (ox * s).saturating_sub(p);
+            *value = plane[first];
+            *index = first as u32;
+        }
+        for iy in y0..y1 {
+            let src = &plane[iy * w_in..(iy + 1) * w_in];
+            for (j, columns) in tap_columns.iter().enumerate() {
+                if columns.is_empty() {
+                    continue;
+                }
+                let first = columns.start * s + j - p;
+                let first_index = (iy * w_in + first) as u32;
+                let values = &mut best_row[columns.clone()];
+                let winners = &mut index_row[columns.clone()];
+                let update = |value: &mut T, index: &mut u32, v: T, candidate: u32| {
+                    let take = v > *value;
+                    *value = if take { v } else { *value };
+                    *index = if take { candidate } else { *index };
+                };
+                if s == 1 {
+                    // The common stride-1 case gets a plain slice, which the
+                    // compiler vectorises; `step_by` defeats that.
+                    let taps = &src[first..first + values.len()];
+                    for (step, ((value, index), &v)) in values.iter_mut().zip(winners.iter_mut()).zip(taps).enumerate()
+                    {
+                        update(value, index, v, first_index + step as u32);
+                    }
+                } else {
+                    let taps = src[first..].iter().step_by(s);
+                    for (step, ((value, index), &v)) in values.iter_mut().zip(winners.iter_mut()).zip(taps).enumerate()
+                    {
+                        update(value, index, v, first_index + (step * s) as u32);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Finds the winners of every window of one plane: the vectorised scan for
+/// NaN-free planes, the exact per-window scan otherwise.
+fn plane_winners<T: Float>(
+    plane: &[T],
+    scratch: &mut Vec<T>,
+    indices: &mut [u32],
+    sizes: PlaneSizes,
+    params: &Pool2dParams,
+    tap_columns: &[Range<usize>],
+) {
+    if plane.iter().any(|v| v.is_nan()) {
+        argmax_plane(plane, indices, sizes, params);
+    } else {
+        scratch.resize(indices.len(), T::zero());
+        argmax_plane_fast(plane, scratch, indices, sizes, params, tap_columns);
+    }
+}
+
+/// Output columns of a row that each horizontal window tap reaches inside
+/// the input; the same for every row and every plane.
+fn tap_columns(sizes: PlaneSizes, params: &Pool2dParams) -> Vec<Range<usize>> {
+    let (stride, padding) = (params.stride.1, params.padding.1);
+    (0..params.kernel.1).map(|j| valid_outputs(sizes.w_out, stride, j, padding, sizes.w_in)).collect()
+}
+
 /// The index within its `H x W` input plane (`y * W + x`) of the element
 /// that [`max_pool2d`] selects for each output, as PyTorch's
 /// `return_indices=True` reports it. Among tied maxima the first in
@@ -230,10 +311,13 @@ pub fn max_pool2d_indices<T: Float>(x: &Tensor<T>, params: Pool2dParams) -> Resu
     let (in_plane, out_plane) = (sizes.h_in * sizes.w_in, sizes.h_out * sizes.w_out);
     let mut indices = vec![0u32; planes * out_plane];
     if planes > 0 && in_plane > 0 {
+        let tap_columns = tap_columns(sizes, &params);
         indices
             .par_chunks_mut(out_plane)
             .zip(x.data().par_chunks(in_plane))
-            .for_each(|(indices, plane)| argmax_plane(plane, indices, sizes, &params));
+            .for_each_init(Vec::new, |scratch, (indices, plane)| {
+                plane_winners(plane, scratch, indices, sizes, &params, &tap_columns)
+            });
     }
     Ok(indices)
 }
@@ -261,14 +345,15 @@ pub fn max_pool2d_backward<T: Float>(x: &Tensor<T>, dy: &Tensor<T>, params: Pool
     if planes == 0 || in_plane == 0 || out_plane == 0 {
         return Ok(dx);
     }
+    let tap_columns = tap_columns(sizes, &params);
     dx.data_mut()
         .par_chunks_mut(in_plane)
         .zip(x.data().par_chunks(in_plane))
         .zip(dy.data().par_chunks(out_plane))
         .for_each_init(
-            || vec![0u32; out_plane],
-            |indices, ((dx, plane), dy)| {
-                argmax_plane(plane, indices, sizes, &params);
+            || (vec![0u32; out_plane], Vec::new()),
+            |(indices, scratch), ((dx, plane), dy)| {
+                plane_winners(plane, scratch, indices, sizes, &params, &tap_columns);
                 for (&g, &i) in dy.iter().zip(indices.iter()) {
                     dx[i as usize] = dx[i as usize] + g;
                 }
