@@ -119,7 +119,8 @@ pub fn batch_norm2d_train<T: Float>(
 /// running_var, gamma, beta, training=False, eps=eps)`.
 ///
 /// # Errors
-/// [`TensorError`] if `x` is not 4-D or a per-channel tensor is not `[C]`.
+/// [`TensorError`] if `x` is not 4-D, a per-channel tensor is not `[C]`,
+/// `eps` is not positive, or a running variance is negative or not finite.
 pub fn batch_norm2d_eval<T: Float>(
     x: &Tensor<T>,
     gamma: &Tensor<T>,
@@ -129,6 +130,15 @@ pub fn batch_norm2d_eval<T: Float>(
     eps: T,
 ) -> Result<Tensor<T>> {
     let op = "batch_norm2d_eval";
+    if eps.partial_cmp(&T::zero()) != Some(std::cmp::Ordering::Greater) {
+        return Err(TensorError::invalid(op, format!("eps = {eps} must be positive")));
+    }
+    if let Some(bad) = running_var.data().iter().find(|v| !(v.is_finite() && **v >= T::zero())) {
+        return Err(TensorError::invalid(
+            op,
+            format!("running variance {bad} must be finite and non-negative; the statistics are corrupt"),
+        ));
+    }
     let [_, c, _, _] = check(
         op,
         x,

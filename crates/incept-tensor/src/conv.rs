@@ -63,9 +63,9 @@ impl Default for Conv2dParams {
 }
 
 fn out_size(size: usize, kernel: usize, stride: usize, padding: usize, dilation: usize) -> Option<usize> {
-    let span = dilation * (kernel - 1) + 1;
-    let padded = size + 2 * padding;
-    (padded >= span).then(|| (padded - span) / stride + 1)
+    let span = dilation.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
+    let padded = padding.checked_mul(2)?.checked_add(size)?;
+    (padded >= span && stride > 0).then(|| (padded - span) / stride + 1)
 }
 
 /// Validated sizes of one convolution problem.
@@ -96,8 +96,17 @@ impl ConvGeometry {
                 ),
             ));
         }
-        if k_h == 0 || k_w == 0 || c_out == 0 {
-            return Err(TensorError::invalid(op, format!("weight shape {:?} has a zero dimension", weight.dims())));
+        if k_h == 0 || k_w == 0 || c_out == 0 || c_in == 0 {
+            return Err(TensorError::invalid(
+                op,
+                format!("weight shape {:?} has a zero dimension; every dimension must be at least 1", weight.dims()),
+            ));
+        }
+        if h_in == 0 || w_in == 0 {
+            return Err(TensorError::invalid(
+                op,
+                format!("input {:?} has an empty image plane; height and width must be at least 1", x.dims()),
+            ));
         }
         let (s, d) = (params.stride, params.dilation);
         if s.0 == 0 || s.1 == 0 || d.0 == 0 || d.1 == 0 {
@@ -362,6 +371,11 @@ fn backward_image<T: Float>(
     }
 }
 
+/// Number of image groups the backward pass splits a batch into. It is a
+/// constant, not the thread count, so results do not depend on the machine;
+/// 16 keeps two to eight workers busy.
+const BACKWARD_CHUNKS: usize = 16;
+
 /// Gradients of [`conv2d`] given the upstream gradient `dy`.
 ///
 /// The input gradient is computed only when `input_grad` is true (the first
@@ -391,36 +405,41 @@ pub fn conv2d_backward<T: Float>(
     let out_len = g.c_out * g.out_pixels();
     let mut dx = input_grad.then(|| Tensor::zeros(x.dims()));
     let (x_data, w_data, dy_data) = (x.data(), weight.data(), dy.data());
-    let acc = if g.batch == 0 || out_len == 0 {
-        BackwardAcc::new(&g)
-    } else {
-        match dx.as_mut() {
+    let mut acc = BackwardAcc::new(&g);
+    if g.batch > 0 && out_len > 0 {
+        // Images are summed in fixed chunks, and the chunk sums are added
+        // in index order, so the weight gradient is bit-for-bit the same on
+        // every run whatever the thread count or scheduling.
+        let images_per_chunk = g.batch.div_ceil(BACKWARD_CHUNKS);
+        let chunk_sums: Vec<BackwardAcc<T>> = match dx.as_mut() {
             Some(dx) => dx
                 .data_mut()
-                .par_chunks_mut(g.in_plane())
-                .zip(x_data.par_chunks(g.in_plane()))
-                .zip(dy_data.par_chunks(out_len))
-                .fold(
-                    || BackwardAcc::new(&g),
-                    |mut acc, ((dx_n, x_n), dy_n)| {
+                .par_chunks_mut(g.in_plane() * images_per_chunk)
+                .zip(x_data.par_chunks(g.in_plane() * images_per_chunk))
+                .zip(dy_data.par_chunks(out_len * images_per_chunk))
+                .map(|((dx, x), dy)| {
+                    let mut acc = BackwardAcc::new(&g);
+                    let images = x.chunks_exact(g.in_plane()).zip(dy.chunks_exact(out_len));
+                    for ((x_n, dy_n), dx_n) in images.zip(dx.chunks_exact_mut(g.in_plane())) {
                         backward_image(&g, x_n, w_data, dy_n, Some(dx_n), &mut acc);
-                        acc
-                    },
-                )
-                .reduce(|| BackwardAcc::new(&g), BackwardAcc::merge),
+                    }
+                    acc
+                })
+                .collect(),
             None => x_data
-                .par_chunks(g.in_plane())
-                .zip(dy_data.par_chunks(out_len))
-                .fold(
-                    || BackwardAcc::new(&g),
-                    |mut acc, (x_n, dy_n)| {
+                .par_chunks(g.in_plane() * images_per_chunk)
+                .zip(dy_data.par_chunks(out_len * images_per_chunk))
+                .map(|(x, dy)| {
+                    let mut acc = BackwardAcc::new(&g);
+                    for (x_n, dy_n) in x.chunks_exact(g.in_plane()).zip(dy.chunks_exact(out_len)) {
                         backward_image(&g, x_n, w_data, dy_n, None, &mut acc);
-                        acc
-                    },
-                )
-                .reduce(|| BackwardAcc::new(&g), BackwardAcc::merge),
-        }
-    };
+                    }
+                    acc
+                })
+                .collect(),
+        };
+        acc = chunk_sums.into_iter().fold(acc, BackwardAcc::merge);
+    }
     Ok(Conv2dGrads {
         input: dx,
         weight: Tensor::from_vec(acc.weight, weight.dims())?,

@@ -5,7 +5,7 @@
 //! CNN kernel lives here as a plain function on tensors: convolution by
 //! im2col and GEMM, pooling, batch normalisation, activations, linear
 //! layers, dropout and the softmax family. Each fast kernel has a naive
-//! twin in [`reference`] that the tests use as the oracle.
+//! twin in [`reference`](mod@reference) that the tests use as the oracle.
 //!
 //! Shape problems are reported as [`TensorError`] at the public boundary,
 //! so the inner loops never index out of bounds.

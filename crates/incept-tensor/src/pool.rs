@@ -45,9 +45,15 @@ impl Pool2dParams {
         if k.0 == 0 || k.1 == 0 || s.0 == 0 || s.1 == 0 {
             return Err(TensorError::invalid(op, format!("kernel {k:?} and stride {s:?} must be at least 1")));
         }
+        if h_in == 0 || w_in == 0 {
+            return Err(TensorError::invalid(
+                op,
+                format!("input plane {h_in}x{w_in} is empty; height and width must be at least 1"),
+            ));
+        }
         // PyTorch rejects the same case: a window could lie entirely in the
         // padding and would have no input element to take the max of.
-        if 2 * p.0 > k.0 || 2 * p.1 > k.1 {
+        if p.0 > k.0 / 2 || p.1 > k.1 / 2 {
             return Err(TensorError::invalid(op, format!("padding {p:?} must be at most half the kernel {k:?}")));
         }
         match (self.h_out(h_in), self.w_out(w_in)) {
@@ -64,13 +70,13 @@ impl Pool2dParams {
 /// or up with `ceil_mode`, where a last window that would start in the right
 /// padding is dropped.
 fn pool_out_size(size: usize, kernel: usize, stride: usize, padding: usize, ceil_mode: bool) -> Option<usize> {
-    let padded = size + 2 * padding;
+    let padded = padding.checked_mul(2)?.checked_add(size)?;
     if padded < kernel || stride == 0 {
         return None;
     }
     let span = padded - kernel;
     let mut out = if ceil_mode { span.div_ceil(stride) } else { span / stride } + 1;
-    if ceil_mode && (out - 1) * stride >= size + padding {
+    if ceil_mode && (out - 1).checked_mul(stride).is_none_or(|start| start >= size + padding) {
         out -= 1;
     }
     Some(out)

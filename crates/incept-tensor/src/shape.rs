@@ -24,8 +24,17 @@ impl Shape {
     }
 
     /// Number of elements: the product of the dimensions (1 for a scalar).
+    ///
+    /// # Panics
+    /// If the product overflows `usize`; [`Shape::checked_numel`] reports
+    /// that case as `None` instead.
     pub fn numel(&self) -> usize {
-        self.0.iter().product()
+        self.checked_numel().unwrap_or_else(|| panic!("shape {:?} has more than usize::MAX elements", self.0))
+    }
+
+    /// Number of elements, or `None` if the product overflows `usize`.
+    pub fn checked_numel(&self) -> Option<usize> {
+        self.0.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
     }
 }
 

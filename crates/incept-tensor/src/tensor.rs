@@ -24,11 +24,11 @@ impl<T: Float> Tensor<T> {
     /// the dimensions.
     pub fn from_vec(data: Vec<T>, shape: impl Into<Shape>) -> Result<Self> {
         let shape = shape.into();
-        if data.len() != shape.numel() {
+        if shape.checked_numel() != Some(data.len()) {
             return Err(TensorError::ElementCount {
                 op: "Tensor::from_vec",
                 shape: shape.dims().to_vec(),
-                expected: shape.numel(),
+                expected: shape.checked_numel().unwrap_or(usize::MAX),
                 len: data.len(),
             });
         }
@@ -36,6 +36,9 @@ impl<T: Float> Tensor<T> {
     }
 
     /// Creates a tensor filled with `value`.
+    ///
+    /// # Panics
+    /// If the number of elements overflows `usize` (see [`Shape::numel`]).
     pub fn full(shape: impl Into<Shape>, value: T) -> Self {
         let shape = shape.into();
         let data = vec![value; shape.numel()];
@@ -141,11 +144,11 @@ impl<T: Float> Tensor<T> {
     /// [`TensorError::ElementCount`] if the element counts differ.
     pub fn reshape(self, shape: impl Into<Shape>) -> Result<Self> {
         let shape = shape.into();
-        if shape.numel() != self.data.len() {
+        if shape.checked_numel() != Some(self.data.len()) {
             return Err(TensorError::ElementCount {
                 op: "Tensor::reshape",
                 shape: shape.dims().to_vec(),
-                expected: shape.numel(),
+                expected: shape.checked_numel().unwrap_or(usize::MAX),
                 len: self.data.len(),
             });
         }

@@ -59,6 +59,9 @@ fn conv_edge_cases() -> Vec<ConvCase> {
         conv_case([1, 2, 9, 9], 2, (3, 3), (1, 2), (2, 1), (2, 2)),
         conv_case([2, 4, 1, 1], 3, (1, 1), (1, 1), (0, 0), (1, 1)),
         conv_case([1, 1, 28, 28], 4, (3, 3), (1, 1), (1, 1), (1, 1)),
+        // Batch 1 with a product above the threshold that splits the GEMM
+        // rows across threads.
+        conv_case([1, 16, 28, 28], 64, (3, 3), (1, 1), (1, 1), (1, 1)),
     ]
 }
 
@@ -126,6 +129,48 @@ fn conv2d_rejects_bad_shapes() {
     let err = conv2d(&Tensor::<f32>::zeros([3, 5, 5]), &Tensor::zeros([4, 3, 3, 3]), None, Conv2dParams::default())
         .unwrap_err();
     assert!(matches!(err, TensorError::Rank { expected: 4, .. }), "{err}");
+}
+
+#[test]
+fn conv2d_rejects_empty_and_overflowing_geometry() {
+    let params = Conv2dParams::new(1, 1);
+    let err = conv2d(&Tensor::<f32>::zeros([2, 0, 5, 5]), &Tensor::zeros([4, 0, 3, 3]), None, params).unwrap_err();
+    assert!(err.to_string().contains("zero dimension"), "{err}");
+    let err = conv2d(&Tensor::<f32>::zeros([2, 3, 5, 0]), &Tensor::zeros([4, 3, 1, 1]), None, params).unwrap_err();
+    assert!(err.to_string().contains("empty image plane"), "{err}");
+    let dy = Tensor::<f32>::zeros([2, 4, 5, 5]);
+    let err = conv2d_backward(&Tensor::zeros([2, 0, 5, 5]), &Tensor::zeros([4, 0, 3, 3]), &dy, params, true);
+    assert!(err.is_err());
+    let huge = Conv2dParams { stride: (1, 1), padding: (0, 0), dilation: (usize::MAX / 2 + 1, 1) };
+    let err = conv2d(&Tensor::<f32>::zeros([1, 1, 5, 3]), &Tensor::zeros([1, 1, 3, 1]), None, huge).unwrap_err();
+    assert!(err.to_string().contains("larger than the input"), "{err}");
+    // An empty batch is valid and gives an empty output, as in PyTorch.
+    let y = conv2d(&Tensor::<f32>::zeros([0, 3, 5, 5]), &Tensor::zeros([4, 3, 3, 3]), None, params).unwrap();
+    assert_eq!(y.dims(), &[0, 4, 5, 5]);
+}
+
+#[test]
+fn conv2d_backward_is_deterministic() {
+    let x = randn(&[37, 3, 9, 9], 700).cast::<f32>();
+    let w = randn(&[5, 3, 3, 3], 701).cast::<f32>();
+    let dy = randn(&[37, 5, 9, 9], 702).cast::<f32>();
+    let first = conv2d_backward(&x, &w, &dy, Conv2dParams::new(1, 1), true).unwrap();
+    for _ in 0..5 {
+        let again = conv2d_backward(&x, &w, &dy, Conv2dParams::new(1, 1), true).unwrap();
+        assert_eq!(again.weight, first.weight);
+        assert_eq!(again.bias, first.bias);
+        assert_eq!(again.input, first.input);
+    }
+}
+
+#[test]
+fn shapes_that_overflow_are_rejected() {
+    let err = Tensor::<f32>::from_vec(vec![], [1 << 32, 1 << 32]).unwrap_err();
+    assert!(matches!(err, TensorError::ElementCount { .. }), "{err}");
+    let result = std::panic::catch_unwind(|| Tensor::<f32>::zeros([1 << 32, 1 << 32]));
+    let message = *result.unwrap_err().downcast::<String>().unwrap();
+    assert!(message.contains("more than usize::MAX elements"), "{message}");
+    assert!(Tensor::<f32>::zeros([4]).reshape([1 << 32, 1 << 32, 4]).is_err());
 }
 
 #[test]
@@ -243,6 +288,11 @@ fn max_pool2d_rejects_bad_geometry() {
     assert!(err.to_string().contains("does not fit"), "{err}");
     let err = max_pool2d(&x, Pool2dParams::new(2, 0, 0, false)).unwrap_err();
     assert!(err.to_string().contains("stride"), "{err}");
+    let err = max_pool2d(&Tensor::<f32>::zeros([1, 1, 0, 2]), Pool2dParams::new(2, 1, 1, false)).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    let huge_padding = Pool2dParams::new(2, 1, usize::MAX / 2 + 1, false);
+    let err = max_pool2d(&x, huge_padding).unwrap_err();
+    assert!(err.to_string().contains("at most half"), "{err}");
 }
 
 #[test]
@@ -340,6 +390,12 @@ fn batch_norm_rejects_single_element_channels() {
     let err = batch_norm2d_train(&Tensor::<f32>::zeros([2, 2, 1, 1]), &Tensor::ones([3]), &Tensor::zeros([2]), 1e-5)
         .unwrap_err();
     assert!(err.to_string().contains("gamma"), "{err}");
+    let (ones, zeros) = (Tensor::<f32>::ones([2]), Tensor::<f32>::zeros([2]));
+    let negative = Tensor::from_vec(vec![1.0, -0.5], [2]).unwrap();
+    let err = batch_norm2d_eval(&x, &ones, &zeros, &zeros, &negative, 1e-5).unwrap_err();
+    assert!(err.to_string().contains("running variance -0.5"), "{err}");
+    let err = batch_norm2d_eval(&x, &ones, &zeros, &zeros, &ones, 0.0).unwrap_err();
+    assert!(err.to_string().contains("eps"), "{err}");
 }
 
 #[test]
