@@ -16,7 +16,10 @@ use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Module};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser, Debug)]
-#[command(about = "Train a GoogLeNet-style Inception network on Fashion-MNIST with incept's own kernels")]
+#[command(
+    about = "Train a GoogLeNet-style Inception network on Fashion-MNIST with incept's own kernels",
+    allow_negative_numbers = true
+)]
 struct Args {
     /// Directory holding the four Fashion-MNIST IDX files
     /// (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,
@@ -26,7 +29,8 @@ struct Args {
     /// Number of passes over the training set.
     #[arg(long, default_value_t = 3)]
     epochs: usize,
-    /// Images per optimiser step.
+    /// Images per optimiser step. Peak memory grows by about 2 MB per image
+    /// at width 0.25 (measured: 270 MB at batch 64, 680 MB at batch 256).
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
     /// Peak learning rate of the one-cycle schedule (SGD, Nesterov momentum 0.9).
@@ -98,8 +102,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let (mut train, mut test) = fashion_mnist(&args.data)?;
     if let Some(max) = args.max_batches {
-        train = train.take(max * args.batch_size);
-        test = test.take(max * args.batch_size);
+        if max == 0 {
+            return Err("--max-batches 0 would train on nothing; pass at least 1 or leave it out".into());
+        }
+        train = train.take(max.saturating_mul(args.batch_size));
+        test = test.take(max.saturating_mul(args.batch_size));
     }
     let net = GoogLeNet::new(GoogLeNetConfig { width: args.width, seed: args.seed, ..Default::default() })?;
     println!(
@@ -113,7 +120,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let steps_per_epoch = train.len().div_ceil(args.batch_size);
-    let schedule = OneCycleLr::new(args.lr, steps_per_epoch * args.epochs);
+    let schedule = OneCycleLr::new(args.lr, steps_per_epoch * args.epochs)?;
     let config = SgdConfig { lr: schedule.lr_at(0), momentum: 0.9, weight_decay: args.weight_decay, nesterov: true };
     let mut sgd = Sgd::new(net.parameters(), config)?;
     let mut step = 0;
@@ -126,13 +133,22 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0, 0);
         let shuffle_seed = args.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
         for (images, labels) in train.batches(args.batch_size, Some(shuffle_seed))? {
-            sgd.set_lr(schedule.lr_at(step));
+            sgd.set_lr(schedule.lr_at(step))?;
             sgd.zero_grad();
             let tape = Tape::new();
             let ctx = ForwardCtx::train(&tape, args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((step as u64) << 16));
             let out = net.forward(&ctx, &Var::constant(images))?;
             let loss = out.loss(&tape, &labels)?;
-            loss_sum += f64::from(loss.value().item()?) * labels.len() as f64;
+            let loss_value = loss.value().item()?;
+            if !loss_value.is_finite() {
+                return Err(format!(
+                    "the training loss became {loss_value} at step {step}: training diverged; \
+                     try a smaller --lr (now {}) or --weight-decay (now {})",
+                    args.lr, args.weight_decay
+                )
+                .into());
+            }
+            loss_sum += f64::from(loss_value) * labels.len() as f64;
             correct += count_correct(&out.logits, &labels);
             seen += labels.len();
             drop(out);

@@ -28,7 +28,7 @@ fn googlenet_learns_fashion_mnist_subset() {
     let (train, test) = (train.take(1024), test.take(500));
     let net = GoogLeNet::new(GoogLeNetConfig { width: 0.125, seed: 1, ..Default::default() }).unwrap();
     let (epochs, batch_size) = (3, 64);
-    let schedule = OneCycleLr::new(0.1, epochs * train.len().div_ceil(batch_size));
+    let schedule = OneCycleLr::new(0.1, epochs * train.len().div_ceil(batch_size)).unwrap();
     let config = SgdConfig { lr: schedule.lr_at(0), momentum: 0.9, weight_decay: 5e-4, nesterov: true };
     let mut sgd = Sgd::new(net.parameters(), config).unwrap();
 
@@ -36,7 +36,7 @@ fn googlenet_learns_fashion_mnist_subset() {
     let mut step = 0;
     for epoch in 0..epochs {
         for (images, labels) in train.batches(batch_size, Some(epoch as u64)).unwrap() {
-            sgd.set_lr(schedule.lr_at(step));
+            sgd.set_lr(schedule.lr_at(step)).unwrap();
             sgd.zero_grad();
             let tape = Tape::new();
             let out = net.forward(&ForwardCtx::train(&tape, step as u64), &Var::constant(images)).unwrap();
@@ -59,4 +59,31 @@ fn googlenet_learns_fashion_mnist_subset() {
     println!("loss {first:.3} -> {last:.3}, test accuracy {acc:.3}");
     // Chance is 10%; 48 steps on 1,024 images reach well above half.
     assert!(acc > 0.5, "test accuracy {acc} after {step} steps");
+}
+
+#[test]
+fn training_is_reproducible_with_the_same_seed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist");
+    let (train, _) = fashion_mnist(&dir).unwrap();
+    let train = train.take(256);
+    let run = || {
+        let net = GoogLeNet::new(GoogLeNetConfig { width: 0.125, seed: 5, ..Default::default() }).unwrap();
+        let config = SgdConfig { lr: 0.05, momentum: 0.9, weight_decay: 5e-4, nesterov: true };
+        let mut sgd = Sgd::new(net.parameters(), config).unwrap();
+        for (step, (images, labels)) in train.batches(64, Some(9)).unwrap().enumerate() {
+            sgd.zero_grad();
+            let tape = Tape::new();
+            let out = net.forward(&ForwardCtx::train(&tape, step as u64), &Var::constant(images)).unwrap();
+            let loss = out.loss(&tape, &labels).unwrap();
+            drop(out);
+            tape.backward(&loss).unwrap();
+            sgd.step();
+        }
+        net.parameters().iter().map(|p| (*p.value()).clone()).collect::<Vec<_>>()
+    };
+    let first = run();
+    let second = run();
+    for (a, b) in first.iter().zip(&second) {
+        assert_eq!(a, b, "two runs with the same seeds must give bit-identical weights");
+    }
 }

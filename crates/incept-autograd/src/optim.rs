@@ -66,8 +66,19 @@ impl<T: Float> Sgd<T> {
     }
 
     /// Sets the learning rate (a schedule calls this before each step).
-    pub fn set_lr(&mut self, lr: f64) {
+    ///
+    /// # Errors
+    /// [`AutogradError::InvalidArgument`] if `lr` is negative or not finite;
+    /// the rate is then left unchanged.
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(AutogradError::InvalidArgument {
+                op: "Sgd::set_lr",
+                reason: format!("lr = {lr} must be finite and non-negative"),
+            });
+        }
         self.config.lr = lr;
+        Ok(())
     }
 
     /// Parameters this optimiser updates.
@@ -140,9 +151,22 @@ pub struct OneCycleLr {
 }
 
 impl OneCycleLr {
-    /// A schedule with PyTorch's default shape.
-    pub fn new(max_lr: f64, total_steps: usize) -> Self {
-        OneCycleLr { max_lr, total_steps, pct_start: 0.3, div_factor: 25.0, final_div_factor: 1e4 }
+    /// A schedule with PyTorch's default shape (`pct_start` 0.3,
+    /// `div_factor` 25, `final_div_factor` 1e4).
+    ///
+    /// # Errors
+    /// [`AutogradError::InvalidArgument`] if `max_lr` is not a positive
+    /// number or `total_steps` is zero.
+    pub fn new(max_lr: f64, total_steps: usize) -> Result<Self> {
+        if !(max_lr.is_finite() && max_lr > 0.0) || total_steps == 0 {
+            return Err(AutogradError::InvalidArgument {
+                op: "OneCycleLr::new",
+                reason: format!(
+                    "max_lr = {max_lr} must be a positive number and total_steps = {total_steps} at least 1"
+                ),
+            });
+        }
+        Ok(OneCycleLr { max_lr, total_steps, pct_start: 0.3, div_factor: 25.0, final_div_factor: 1e4 })
     }
 
     /// Learning rate for step `step` (0-based); steps past the end keep the final rate.

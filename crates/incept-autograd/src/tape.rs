@@ -130,14 +130,16 @@ impl<T: Float> Tape<T> {
         Var { value: param.value(), node }
     }
 
-    /// Wraps the output of an operation. When recording and at least one
+    /// Wraps the output of an operation (a tensor, or one already shared with
+    /// `backward`). When recording and at least one
     /// input is recorded, stores `backward` and the input positions;
     /// otherwise drops `backward` (and whatever it saved) at once.
     ///
     /// # Panics
     /// If an input was recorded on another tape: mixing tapes is a bug in the
     /// calling code, not a data error.
-    pub fn record(&self, value: Tensor<T>, inputs: &[&Var<T>], backward: BackwardFn<T>) -> Var<T> {
+    pub fn record(&self, value: impl Into<Rc<Tensor<T>>>, inputs: &[&Var<T>], backward: BackwardFn<T>) -> Var<T> {
+        let value = value.into();
         let ids: Vec<Option<usize>> = inputs
             .iter()
             .map(|v| {
@@ -148,12 +150,12 @@ impl<T: Float> Tape<T> {
             })
             .collect();
         if !self.recording || ids.iter().all(Option::is_none) {
-            return Var { value: Rc::new(value), node: None };
+            return Var { value, node: None };
         }
         // Inputs that are not recorded point at no node; usize::MAX marks them.
         let inputs = ids.into_iter().map(|i| i.unwrap_or(usize::MAX)).collect();
         let node = self.push(Node { inputs, backward: Some(backward), param: None });
-        Var { value: Rc::new(value), node: Some(node) }
+        Var { value, node: Some(node) }
     }
 
     /// Differentiates the scalar `loss` with respect to every recorded leaf

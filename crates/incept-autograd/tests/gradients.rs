@@ -318,17 +318,22 @@ fn sgd_matches_pytorch_update_rule() {
     }
     assert!(Sgd::<f32>::new(vec![], SgdConfig { lr: -1.0, ..Default::default() }).is_err());
     assert!(Sgd::<f32>::new(vec![], SgdConfig { nesterov: true, ..Default::default() }).is_err());
+    assert!(sgd.set_lr(f64::NAN).is_err());
+    assert!(sgd.set_lr(-0.1).is_err());
+    assert_eq!(sgd.lr(), 0.1, "a rejected rate leaves the old one");
 }
 
 #[test]
 fn one_cycle_matches_pytorch_shape() {
-    let schedule = OneCycleLr::new(0.1, 100);
+    let schedule = OneCycleLr::new(0.1, 100).unwrap();
     assert!((schedule.lr_at(0) - 0.004).abs() < 1e-12);
     assert!((schedule.lr_at(29) - 0.1).abs() < 1e-12);
     assert!((schedule.lr_at(99) - 0.004 / 1e4).abs() < 1e-15);
     let lrs: Vec<f64> = (0..100).map(|s| schedule.lr_at(s)).collect();
     assert!(lrs[..30].windows(2).all(|w| w[0] < w[1]));
     assert!(lrs[29..].windows(2).all(|w| w[0] > w[1]));
+    assert!(OneCycleLr::new(f64::NAN, 100).is_err());
+    assert!(OneCycleLr::new(0.1, 0).is_err());
 }
 
 #[test]

@@ -70,6 +70,9 @@ impl Default for GoogLeNetConfig {
     }
 }
 
+/// Most channels any layer may have.
+const MAX_CHANNELS: usize = 1 << 20;
+
 /// Weight of each auxiliary loss in the training loss (0.3 in the paper).
 pub const AUX_LOSS_WEIGHT: f64 = 0.3;
 
@@ -162,9 +165,9 @@ impl<T: Float> GoogLeNetOutput<T> {
 /// | global average pool, dropout 0.4, linear | num_classes |
 ///
 /// The Inception modules are the paper's nine, with true 5x5 convolutions
-/// and batch norm after every convolution. The 224x224 stem of the paper (7x7/2 conv, pools and LRN)
-/// is replaced by two 3x3 convolutions because a 28x28 image has no room
-/// for its four-fold downsampling.
+/// and batch norm after every convolution. The 224x224 stem of the paper
+/// (7x7/2 conv, pools and LRN) is replaced by two 3x3 convolutions: it
+/// downsamples eight-fold before 3a (224 to 28), and a 28x28 image has no room for that.
 pub struct GoogLeNet<T: Float = f32> {
     config: GoogLeNetConfig,
     conv1: BasicConv2d<T>,
@@ -177,6 +180,22 @@ pub struct GoogLeNet<T: Float = f32> {
 
 /// Index of the module after which each auxiliary head sits (4a and 4d).
 const AUX_AFTER: [usize; 2] = [2, 5];
+
+/// The max pool before 3a and before 4a: 3x3, stride 2, ceil mode.
+const STAGE_POOL: Pool2dParams = Pool2dParams { kernel: (3, 3), stride: (2, 2), padding: (0, 0), ceil_mode: true };
+
+/// The max pool before 5a, padded so that 7x7 maps become 4x4 (3x3 without padding).
+const LAST_STAGE_POOL: Pool2dParams = Pool2dParams { kernel: (3, 3), stride: (2, 2), padding: (1, 1), ceil_mode: true };
+
+/// Side lengths of the 3a, 4a and 5a feature maps for an input side, or
+/// `None` if a pool does not fit; the auxiliary heads also need the 4a map
+/// to be at least 2 wide for their 2x2 pool.
+fn feature_map_sides(side: usize, with_aux: bool) -> Option<[usize; 3]> {
+    let s3 = STAGE_POOL.h_out(side).filter(|&s| s > 0)?;
+    let s4 = STAGE_POOL.h_out(s3).filter(|&s| s > 0)?;
+    let s5 = LAST_STAGE_POOL.h_out(s4).filter(|&s| s > 0)?;
+    (!with_aux || s4 >= 2).then_some([s3, s4, s5])
+}
 
 impl<T: Float> GoogLeNet<T> {
     /// Builds the network with freshly initialised weights.
@@ -198,6 +217,15 @@ impl<T: Float> GoogLeNet<T> {
             if !(0.0..1.0).contains(&p) {
                 return Err(ModelError::Config(format!("{name} = {p} must be in [0, 1)")));
             }
+        }
+        // Bounding the widest layer keeps every later size product far from
+        // overflow; such a network would not fit in memory anyway.
+        let widest = scale_channels(1024, config.width);
+        if widest > MAX_CHANNELS {
+            return Err(ModelError::Config(format!(
+                "width = {} gives {widest} channels in the widest layer; at most {MAX_CHANNELS} are supported",
+                config.width
+            )));
         }
         let mut init = Init::new(config.seed);
         let w = config.width;
@@ -239,12 +267,13 @@ impl<T: Float> GoogLeNet<T> {
     /// Runs the network. Auxiliary heads run only in training mode.
     ///
     /// # Shapes
-    /// `[N, in_channels, H, W]` with `H, W >= 4` (28x28 is the design size)
-    /// `-> [N, num_classes]`.
+    /// `[N, in_channels, H, W] -> [N, num_classes]`. 28x28 is the design
+    /// size; the pooling stages need `H, W >= 6`, or `>= 8` in training with
+    /// auxiliary heads.
     ///
     /// # Errors
-    /// A shape error if the input channels differ or the image is too small
-    /// for the pooling stages.
+    /// [`ModelError::Config`] if the input channels differ or the image is
+    /// smaller than the pooling stages need (the message gives the minimum).
     pub fn forward(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<GoogLeNetOutput<T>> {
         let tape = ctx.tape;
         let dims = x.dims();
@@ -254,7 +283,17 @@ impl<T: Float> GoogLeNet<T> {
                 self.config.in_channels
             )));
         }
-        let pool = Pool2dParams::new(3, 2, 0, true);
+        let with_aux = ctx.training && self.aux1.is_some();
+        let (h, w) = (dims[2], dims[3]);
+        if feature_map_sides(h, with_aux).is_none() || feature_map_sides(w, with_aux).is_none() {
+            let min =
+                (1..).find(|&side| feature_map_sides(side, with_aux).is_some()).expect("a large side always fits");
+            let mode = if with_aux { "in training with auxiliary heads" } else { "without auxiliary heads" };
+            return Err(ModelError::Config(format!(
+                "GoogLeNet needs images of at least {min}x{min} {mode}, got {h}x{w}"
+            )));
+        }
+        let pool = STAGE_POOL;
         let mut x = self.conv1.forward(ctx, x)?;
         x = self.conv2.forward(ctx, &x)?;
         x = tape.max_pool2d(&x, pool)?;
@@ -262,7 +301,7 @@ impl<T: Float> GoogLeNet<T> {
         for (i, module) in self.inceptions.iter().enumerate() {
             match i {
                 2 => x = tape.max_pool2d(&x, pool)?,
-                7 => x = tape.max_pool2d(&x, Pool2dParams::new(3, 2, 1, true))?,
+                7 => x = tape.max_pool2d(&x, LAST_STAGE_POOL)?,
                 _ => {}
             }
             x = module.forward(ctx, &x)?;

@@ -97,15 +97,24 @@ pub struct BatchNorm2d<T: Float = f32> {
 
 impl<T: Float> BatchNorm2d<T> {
     /// Creates a layer named `name` (parameters `{name}.weight`, `{name}.bias`).
-    pub fn new(name: &str, channels: usize, eps: f64, momentum: f64) -> Self {
-        BatchNorm2d {
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] if `channels` is zero, `eps` is not a positive
+    /// number or `momentum` is outside `[0, 1]`.
+    pub fn new(name: &str, channels: usize, eps: f64, momentum: f64) -> Result<Self> {
+        if channels == 0 || !(eps.is_finite() && eps > 0.0) || !(0.0..=1.0).contains(&momentum) {
+            return Err(ModelError::Config(format!(
+                "{name}: channels = {channels} must be at least 1, eps = {eps} positive and momentum = {momentum} in [0, 1]"
+            )));
+        }
+        Ok(BatchNorm2d {
             weight: Parameter::new(format!("{name}.weight"), Tensor::ones([channels])),
             bias: Parameter::new(format!("{name}.bias"), Tensor::zeros([channels])),
             running_mean: RefCell::new(Tensor::zeros([channels])),
             running_var: RefCell::new(Tensor::ones([channels])),
             eps,
             momentum,
-        }
+        })
     }
 
     /// Normalises with batch statistics (training) or running statistics (eval).
@@ -166,7 +175,7 @@ impl<T: Float> BasicConv2d<T> {
     ) -> Result<Self> {
         Ok(BasicConv2d {
             conv: Conv2d::new(&format!("{name}.conv"), c_in, c_out, kernel, stride, padding, false, init)?,
-            bn: BatchNorm2d::new(&format!("{name}.bn"), c_out, 1e-3, 0.1),
+            bn: BatchNorm2d::new(&format!("{name}.bn"), c_out, 1e-3, 0.1)?,
         })
     }
 

@@ -117,8 +117,16 @@ fn googlenet_rejects_bad_config_and_input() {
     let tape = Tape::inference();
     let err = net.forward(&ForwardCtx::eval(&tape), &Var::constant(Tensor::zeros([1, 3, 28, 28]))).err().unwrap();
     assert!(err.to_string().contains("[N, 1, H, W]"), "{err}");
-    let err = net.forward(&ForwardCtx::eval(&tape), &Var::constant(Tensor::zeros([1, 1, 2, 2]))).err();
-    assert!(err.is_some(), "a 2x2 image is too small for the pooling stages");
+    let err = net.forward(&ForwardCtx::eval(&tape), &Var::constant(Tensor::zeros([1, 1, 5, 5]))).err().unwrap();
+    assert!(err.to_string().contains("at least 6x6 without auxiliary heads, got 5x5"), "{err}");
+    assert!(net.forward(&ForwardCtx::eval(&tape), &Var::constant(Tensor::zeros([1, 1, 6, 6]))).is_ok());
+    let train_tape = Tape::new();
+    let ctx = ForwardCtx::train(&train_tape, 0);
+    let err = net.forward(&ctx, &Var::constant(Tensor::zeros([2, 1, 28, 7]))).err().unwrap();
+    assert!(err.to_string().contains("at least 8x8 in training with auxiliary heads, got 28x7"), "{err}");
+    assert!(net.forward(&ctx, &Var::constant(Tensor::randn([1, 1, 8, 8], 0.0, 1.0, 1))).is_ok());
+    let err = GoogLeNet::<f32>::new(GoogLeNetConfig { width: 1e300, ..Default::default() }).err().unwrap();
+    assert!(err.to_string().contains("widest layer"), "{err}");
 }
 
 /// Central difference of the training loss with respect to one element of a parameter.

@@ -1,15 +1,17 @@
 //! Differentiable ReLU and dropout.
 
+use std::rc::Rc;
+
 use incept_tensor::elementwise::{dropout_mask, mul, relu, relu_backward};
 use incept_tensor::{Float, Tensor};
 
 use crate::{AutogradError, Result, Tape, Var};
 
 impl<T: Float> Tape<T> {
-    /// `max(x, 0)`; the backward pass saves only the output.
+    /// `max(x, 0)`; the backward pass shares the output instead of saving the input.
     pub fn relu(&self, x: &Var<T>) -> Var<T> {
-        let y = relu(x.value());
-        let y_saved = (self.is_recording() && x.requires_grad()).then(|| y.clone());
+        let y = Rc::new(relu(x.value()));
+        let y_saved = (self.is_recording() && x.requires_grad()).then(|| Rc::clone(&y));
         self.record(
             y,
             &[x],

@@ -1,5 +1,7 @@
 //! Differentiable log-softmax and cross-entropy.
 
+use std::rc::Rc;
+
 use incept_tensor::softmax::{cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward};
 use incept_tensor::{Float, Tensor};
 
@@ -11,8 +13,8 @@ impl<T: Float> Tape<T> {
     /// # Errors
     /// As [`incept_tensor::softmax::log_softmax`].
     pub fn log_softmax(&self, x: &Var<T>) -> Result<Var<T>> {
-        let y = log_softmax(x.value())?;
-        let y_saved = y.clone();
+        let y = Rc::new(log_softmax(x.value())?);
+        let y_saved = Rc::clone(&y);
         Ok(self.record(y, &[x], Box::new(move |dy: &Tensor<T>| Ok(vec![Some(log_softmax_backward(&y_saved, dy)?)]))))
     }
 
