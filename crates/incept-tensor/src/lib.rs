@@ -25,6 +25,7 @@
 
 mod error;
 mod float;
+mod pool_stride1;
 mod shape;
 mod tensor;
 mod window;

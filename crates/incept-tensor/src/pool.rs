@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::pool_stride1::{Stride1Scratch, max_plane_stride1};
 use crate::window::valid_outputs;
 use crate::{Float, Result, Tensor, TensorError};
 
@@ -89,11 +90,11 @@ fn expect_nchw<T: Float>(op: &'static str, x: &Tensor<T>) -> Result<[usize; 4]> 
 
 /// Validated sizes of one pooling problem, per plane.
 #[derive(Clone, Copy)]
-struct PlaneSizes {
-    h_in: usize,
-    w_in: usize,
-    h_out: usize,
-    w_out: usize,
+pub(crate) struct PlaneSizes {
+    pub(crate) h_in: usize,
+    pub(crate) w_in: usize,
+    pub(crate) h_out: usize,
+    pub(crate) w_out: usize,
 }
 
 fn max_pool_sizes<T: Float>(op: &'static str, x: &Tensor<T>, params: Pool2dParams) -> Result<(usize, PlaneSizes)> {
@@ -134,8 +135,8 @@ pub fn max_pool2d<T: Float>(x: &Tensor<T>, params: Pool2dParams) -> Result<Tenso
     }
     let tap_columns = tap_columns(sizes, &params);
     output.data_mut().par_chunks_mut(h_out * w_out).zip(x.data().par_chunks(h_in * w_in)).for_each_init(
-        Vec::new,
-        |indices, (y, plane)| {
+        || (Vec::new(), Stride1Scratch::default()),
+        |(indices, scratch), (y, plane)| {
             if plane.iter().any(|v| v.is_nan()) {
                 // Rare: the exact per-window scan gives PyTorch's NaN result.
                 indices.resize(y.len(), 0);
@@ -143,6 +144,8 @@ pub fn max_pool2d<T: Float>(x: &Tensor<T>, params: Pool2dParams) -> Result<Tenso
                 for (y, &i) in y.iter_mut().zip(indices.iter()) {
                     *y = plane[i as usize];
                 }
+            } else if params.stride == (1, 1) {
+                max_plane_stride1(plane, y, sizes, &params, scratch);
             } else {
                 max_plane(plane, y, sizes, &params, &tap_columns);
             }
@@ -222,60 +225,22 @@ fn argmax_plane<T: Float>(plane: &[T], indices: &mut [u32], sizes: PlaneSizes, p
     }
 }
 
-/// Like [`argmax_plane`] for a NaN-free plane, with the loop order of
-/// [`max_plane`] so the selects vectorise; `best` is scratch space of one
-/// value per output. Visiting taps in row-major order and replacing only on
-/// a strictly larger value keeps the first of tied maxima.
-fn argmax_plane_fast<T: Float>(
-    plane: &[T],
-    best: &mut [T],
-    indices: &mut [u32],
-    sizes: PlaneSizes,
-    params: &Pool2dParams,
-    tap_columns: &[Range<usize>],
-) {
+/// Like [`argmax_plane`] for a NaN-free plane whose window maxima `best`
+/// are already known: each window is scanned in row-major order until the
+/// first element equal to its maximum, which is the first of tied maxima.
+/// The equality test is almost always false until the hit, so the branch
+/// predicts well, unlike the "is this larger" test of a full scan.
+fn winners_by_value<T: Float>(plane: &[T], best: &[T], indices: &mut [u32], sizes: PlaneSizes, params: &Pool2dParams) {
     let PlaneSizes { h_in, w_in, h_out, w_out } = sizes;
-    let (s, p) = (params.stride.1, params.padding.1);
+    let (k, s, p) = (params.kernel.1, params.stride.1, params.padding.1);
     for oy in 0..h_out {
         let (y0, y1) = window_rows(oy, h_in, params);
-        let best_row = &mut best[oy * w_out..(oy + 1) * w_out];
-        let index_row = &mut indices[oy * w_out..(oy + 1) * w_out];
-        for (ox, (value, index)) in best_row.iter_mut().zip(index_row.iter_mut()).enumerate() {
-            let first = y0 * w_in + (ox * s).saturating_sub(p);
-            *value = plane[first];
-            *index = first as u32;
-        }
-        for iy in y0..y1 {
-            let src = &plane[iy * w_in..(iy + 1) * w_in];
-            for (j, columns) in tap_columns.iter().enumerate() {
-                if columns.is_empty() {
-                    continue;
-                }
-                let first = columns.start * s + j - p;
-                let first_index = (iy * w_in + first) as u32;
-                let values = &mut best_row[columns.clone()];
-                let winners = &mut index_row[columns.clone()];
-                let update = |value: &mut T, index: &mut u32, v: T, candidate: u32| {
-                    let take = v > *value;
-                    *value = if take { v } else { *value };
-                    *index = if take { candidate } else { *index };
-                };
-                if s == 1 {
-                    // The common stride-1 case gets a plain slice, which the
-                    // compiler vectorises; `step_by` defeats that.
-                    let taps = &src[first..first + values.len()];
-                    for (step, ((value, index), &v)) in values.iter_mut().zip(winners.iter_mut()).zip(taps).enumerate()
-                    {
-                        update(value, index, v, first_index + step as u32);
-                    }
-                } else {
-                    let taps = src[first..].iter().step_by(s);
-                    for (step, ((value, index), &v)) in values.iter_mut().zip(winners.iter_mut()).zip(taps).enumerate()
-                    {
-                        update(value, index, v, first_index + (step * s) as u32);
-                    }
-                }
-            }
+        for ox in 0..w_out {
+            let x0 = (ox * s).saturating_sub(p);
+            let x1 = (ox * s + k - p).min(w_in);
+            let target = best[oy * w_out + ox];
+            let hit = (y0..y1).flat_map(|iy| (x0..x1).map(move |ix| iy * w_in + ix)).find(|&i| plane[i] == target);
+            indices[oy * w_out + ox] = hit.expect("a window maximum is one of the window's elements") as u32;
         }
     }
 }
@@ -284,7 +249,7 @@ fn argmax_plane_fast<T: Float>(
 /// NaN-free planes, the exact per-window scan otherwise.
 fn plane_winners<T: Float>(
     plane: &[T],
-    scratch: &mut Vec<T>,
+    scratch: &mut WinnerScratch<T>,
     indices: &mut [u32],
     sizes: PlaneSizes,
     params: &Pool2dParams,
@@ -292,9 +257,26 @@ fn plane_winners<T: Float>(
 ) {
     if plane.iter().any(|v| v.is_nan()) {
         argmax_plane(plane, indices, sizes, params);
+        return;
+    }
+    scratch.best.resize(indices.len(), T::zero());
+    if params.stride == (1, 1) {
+        max_plane_stride1(plane, &mut scratch.best, sizes, params, &mut scratch.stride1);
     } else {
-        scratch.resize(indices.len(), T::zero());
-        argmax_plane_fast(plane, scratch, indices, sizes, params, tap_columns);
+        max_plane(plane, &mut scratch.best, sizes, params, tap_columns);
+    }
+    winners_by_value(plane, &scratch.best, indices, sizes, params);
+}
+
+/// Per-worker buffers of [`plane_winners`].
+struct WinnerScratch<T> {
+    best: Vec<T>,
+    stride1: Stride1Scratch<T>,
+}
+
+impl<T> Default for WinnerScratch<T> {
+    fn default() -> Self {
+        WinnerScratch { best: Vec::new(), stride1: Stride1Scratch::default() }
     }
 }
 
@@ -321,7 +303,7 @@ pub fn max_pool2d_indices<T: Float>(x: &Tensor<T>, params: Pool2dParams) -> Resu
         indices
             .par_chunks_mut(out_plane)
             .zip(x.data().par_chunks(in_plane))
-            .for_each_init(Vec::new, |scratch, (indices, plane)| {
+            .for_each_init(WinnerScratch::default, |scratch, (indices, plane)| {
                 plane_winners(plane, scratch, indices, sizes, &params, &tap_columns)
             });
     }
@@ -357,7 +339,7 @@ pub fn max_pool2d_backward<T: Float>(x: &Tensor<T>, dy: &Tensor<T>, params: Pool
         .zip(x.data().par_chunks(in_plane))
         .zip(dy.data().par_chunks(out_plane))
         .for_each_init(
-            || (vec![0u32; out_plane], Vec::new()),
+            || (vec![0u32; out_plane], WinnerScratch::default()),
             |(indices, scratch), ((dx, plane), dy)| {
                 plane_winners(plane, scratch, indices, sizes, &params, &tap_columns);
                 for (&g, &i) in dy.iter().zip(indices.iter()) {

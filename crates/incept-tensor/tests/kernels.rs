@@ -204,6 +204,12 @@ fn pool_cases() -> Vec<([usize; 4], Pool2dParams)> {
         ([1, 1, 5, 5], Pool2dParams::new(2, 2, 1, true)),
         ([2, 2, 6, 9], Pool2dParams { kernel: (2, 3), stride: (3, 1), padding: (1, 1), ceil_mode: true }),
         ([1, 3, 4, 4], Pool2dParams::new(1, 3, 0, false)),
+        // Stride 1, the Inception pool branch, takes its own plane-wide path.
+        ([2, 3, 14, 14], Pool2dParams::new(3, 1, 1, true)),
+        ([1, 2, 4, 4], Pool2dParams::new(3, 1, 1, true)),
+        ([2, 2, 7, 7], Pool2dParams::new(3, 1, 0, false)),
+        ([1, 1, 5, 7], Pool2dParams { kernel: (2, 3), stride: (1, 1), padding: (1, 1), ceil_mode: false }),
+        ([1, 1, 1, 1], Pool2dParams::new(3, 1, 1, true)),
     ];
     let mut rng = StdRng::seed_from_u64(3);
     while cases.len() < 30 {
@@ -261,6 +267,17 @@ fn max_pool2d_ties_go_to_first_element() {
     assert_eq!(max_pool2d_indices(&x, params).unwrap(), vec![0]);
     let dx = max_pool2d_backward(&x, &Tensor::<f32>::ones([1, 1, 1, 1]), params).unwrap();
     assert_eq!(dx.data(), &[1.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn max_pool2d_ties_and_infinities_with_stride_one() {
+    let params = Pool2dParams::new(3, 1, 1, true);
+    let flat = Tensor::<f32>::full([1, 1, 3, 3], 2.0);
+    // Each window's first input element in row-major order wins a tie.
+    assert_eq!(max_pool2d_indices(&flat, params).unwrap(), vec![0, 0, 1, 0, 0, 1, 3, 3, 4]);
+    let low = Tensor::<f32>::full([1, 1, 3, 3], f32::NEG_INFINITY);
+    assert_eq!(max_pool2d_indices(&low, params).unwrap(), vec![0, 0, 1, 0, 0, 1, 3, 3, 4]);
+    assert!(max_pool2d(&low, params).unwrap().data().iter().all(|&v| v == f32::NEG_INFINITY));
 }
 
 #[test]

@@ -1,0 +1,77 @@
+//! Max pooling values with stride 1, vectorised over whole planes.
+//!
+//! With stride 1, every window tap `(i, j)` reads the padded plane shifted by
+//! `i` rows and `j` columns. Over a copy of the plane padded with -inf and
+//! flattened with the padded row length `w_pad`, output `(oy, ox)` sits at
+//! `q = oy * w_pad + ox` and tap `(i, j)` reads `q + i * w_pad + j`. One
+//! contiguous pass per tap over all `q` replaces per-row loops whose 4 to 14
+//! outputs are too short for vector instructions. Positions with
+//! `ox >= w_out` are computed and discarded.
+
+use crate::Float;
+use crate::pool::{PlaneSizes, Pool2dParams};
+
+/// Per-worker buffers, reused across planes.
+pub(crate) struct Stride1Scratch<T> {
+    padded: Vec<T>,
+    best: Vec<T>,
+}
+
+impl<T> Default for Stride1Scratch<T> {
+    fn default() -> Self {
+        Stride1Scratch { padded: Vec::new(), best: Vec::new() }
+    }
+}
+
+struct PaddedGeometry {
+    w_pad: usize,
+    /// Flattened extent that covers every output position.
+    extent: usize,
+}
+
+/// Copies `plane` into `scratch.padded`, surrounded by -inf.
+fn pad<T: Float>(
+    plane: &[T],
+    sizes: PlaneSizes,
+    params: &Pool2dParams,
+    scratch: &mut Stride1Scratch<T>,
+) -> PaddedGeometry {
+    let PlaneSizes { h_in, w_in, h_out, w_out } = sizes;
+    let (p_h, p_w) = params.padding;
+    let w_pad = w_in + 2 * p_w;
+    scratch.padded.clear();
+    scratch.padded.resize((h_in + 2 * p_h) * w_pad, T::neg_infinity());
+    for (row, src) in plane.chunks_exact(w_in).enumerate() {
+        let start = (row + p_h) * w_pad + p_w;
+        scratch.padded[start..start + w_in].copy_from_slice(src);
+    }
+    PaddedGeometry { w_pad, extent: (h_out - 1) * w_pad + w_out }
+}
+
+/// Max-pools one NaN-free plane with stride 1.
+pub(crate) fn max_plane_stride1<T: Float>(
+    plane: &[T],
+    y: &mut [T],
+    sizes: PlaneSizes,
+    params: &Pool2dParams,
+    scratch: &mut Stride1Scratch<T>,
+) {
+    debug_assert_eq!(params.stride, (1, 1));
+    let geometry = pad(plane, sizes, params, scratch);
+    let Stride1Scratch { padded, best, .. } = scratch;
+    best.clear();
+    // -inf is a valid seed for values: every window holds an input element.
+    best.resize(geometry.extent, T::neg_infinity());
+    for i in 0..params.kernel.0 {
+        for j in 0..params.kernel.1 {
+            let offset = i * geometry.w_pad + j;
+            let taps = &padded[offset..offset + geometry.extent];
+            for (b, &v) in best.iter_mut().zip(taps) {
+                *b = if v > *b { v } else { *b };
+            }
+        }
+    }
+    for (out_row, best_row) in y.chunks_exact_mut(sizes.w_out).zip(best.chunks(geometry.w_pad)) {
+        out_row.copy_from_slice(&best_row[..sizes.w_out]);
+    }
+}
