@@ -62,6 +62,10 @@ fn conv_edge_cases() -> Vec<ConvCase> {
         // Batch 1 with a product above the threshold that splits the GEMM
         // rows across threads.
         conv_case([1, 16, 28, 28], 64, (3, 3), (1, 1), (1, 1), (1, 1)),
+        // Batches that split into several multi-image GEMM chunks, the last one partial.
+        conv_case([9, 3, 4, 4], 5, (1, 1), (1, 1), (0, 0), (1, 1)),
+        conv_case([9, 3, 4, 4], 5, (3, 3), (1, 1), (1, 1), (1, 1)),
+        conv_case([7, 2, 7, 7], 3, (5, 5), (1, 1), (2, 2), (1, 1)),
     ]
 }
 
