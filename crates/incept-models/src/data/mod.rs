@@ -5,7 +5,7 @@ mod idx;
 mod loader;
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::{ModelError, Result};
 
@@ -39,40 +39,53 @@ const TEST_LABELS_FILE: &str = "t10k-labels-idx1-ubyte.gz";
 ///
 /// `dir` must contain `train-images-idx3-ubyte.gz`,
 /// `train-labels-idx1-ubyte.gz`, `t10k-images-idx3-ubyte.gz` and
-/// `t10k-labels-idx1-ubyte.gz`, the names of the published files. Both the
-/// full data set (60,000 training and 10,000 test images) and the subset
-/// committed in `data/fashion-mnist` (10,000 and 2,000) use these names.
-/// Pixels are normalised with [`FASHION_MNIST_MEAN`] and
-/// [`FASHION_MNIST_STD`]. Returns `(train, test)`.
+/// `t10k-labels-idx1-ubyte.gz`, the names of the published files, or the
+/// same names without `.gz` for uncompressed copies. Both the full data set
+/// (60,000 training and 10,000 test images) and the subset committed in
+/// `data/fashion-mnist` (10,000 and 2,000) use these names. Pixels are
+/// normalised with [`FASHION_MNIST_MEAN`] and [`FASHION_MNIST_STD`].
+/// Returns `(train, test)`.
 ///
 /// # Errors
 /// [`ModelError::Io`] with kind [`io::ErrorKind::NotFound`] if one of the
 /// four files is missing; the message names it and suggests `--data DIR`.
+/// [`ModelError::Format`] if the training and test images differ in size.
 /// Otherwise any error of [`Dataset::from_idx`].
 pub fn fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
-    for name in [TRAIN_IMAGES_FILE, TRAIN_LABELS_FILE, TEST_IMAGES_FILE, TEST_LABELS_FILE] {
-        let path = dir.join(name);
-        if !path.exists() {
-            let message = format!(
-                "Fashion-MNIST file not found; pass --data DIR with a directory that contains \
-                 the four Fashion-MNIST IDX files {TRAIN_IMAGES_FILE}, {TRAIN_LABELS_FILE}, \
-                 {TEST_IMAGES_FILE} and {TEST_LABELS_FILE}"
-            );
-            return Err(ModelError::Io { path, source: io::Error::new(io::ErrorKind::NotFound, message) });
+    let find = |name: &str| -> Result<PathBuf> {
+        let gzip = dir.join(name);
+        let raw = dir.join(name.trim_end_matches(".gz"));
+        if gzip.exists() {
+            return Ok(gzip);
         }
-    }
-
-    let load = |images: &str, labels: &str| {
-        Dataset::from_idx(
-            &dir.join(images),
-            &dir.join(labels),
-            FASHION_MNIST_MEAN,
-            FASHION_MNIST_STD,
-            FASHION_MNIST_CLASSES.len(),
-        )
+        if raw.exists() {
+            return Ok(raw);
+        }
+        let message = format!(
+            "Fashion-MNIST file not found (also looked for {}); pass --data DIR with a directory that \
+             contains the four Fashion-MNIST IDX files {TRAIN_IMAGES_FILE}, {TRAIN_LABELS_FILE}, \
+             {TEST_IMAGES_FILE} and {TEST_LABELS_FILE}, gzip-compressed or not",
+            raw.display()
+        );
+        Err(ModelError::Io { path: gzip, source: io::Error::new(io::ErrorKind::NotFound, message) })
     };
-    let train = load(TRAIN_IMAGES_FILE, TRAIN_LABELS_FILE)?;
-    let test = load(TEST_IMAGES_FILE, TEST_LABELS_FILE)?;
+    let paths = [find(TRAIN_IMAGES_FILE)?, find(TRAIN_LABELS_FILE)?, find(TEST_IMAGES_FILE)?, find(TEST_LABELS_FILE)?];
+
+    let load = |images: &Path, labels: &Path| {
+        Dataset::from_idx(images, labels, FASHION_MNIST_MEAN, FASHION_MNIST_STD, FASHION_MNIST_CLASSES.len())
+    };
+    let train = load(&paths[0], &paths[1])?;
+    let test = load(&paths[2], &paths[3])?;
+    let (train_size, test_size) = (&train.images().dims()[2..], &test.images().dims()[2..]);
+    if train_size != test_size {
+        return Err(ModelError::Format {
+            path: paths[2].clone(),
+            reason: format!(
+                "test images are {}x{} but training images are {}x{}; both sets must come from the same data set",
+                test_size[0], test_size[1], train_size[0], train_size[1]
+            ),
+        });
+    }
     Ok((train, test))
 }
 
@@ -220,5 +233,36 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains(TRAIN_IMAGES_FILE), "{message}");
         assert!(message.contains("--data DIR"), "{message}");
+    }
+
+    /// Writes a Fashion-MNIST-named set of raw IDX files: training images of
+    /// `train_side` pixels square and test images of `test_side`.
+    fn write_raw_set(dir: &test_support::TempDir, train_side: u32, test_side: u32) {
+        let images = |side: u32| test_support::idx_images_bytes(2, side, side, &vec![7; (2 * side * side) as usize]);
+        dir.write("train-images-idx3-ubyte", &images(train_side));
+        dir.write("train-labels-idx1-ubyte", &test_support::idx_labels_bytes(&[1, 2]));
+        dir.write("t10k-images-idx3-ubyte", &images(test_side));
+        dir.write("t10k-labels-idx1-ubyte", &test_support::idx_labels_bytes(&[3, 4]));
+    }
+
+    #[test]
+    fn uncompressed_files_load_without_gz_suffix() {
+        let dir = test_support::TempDir::new("fashion-raw");
+        write_raw_set(&dir, 28, 28);
+
+        let (train, test) = fashion_mnist(dir.path()).unwrap();
+
+        assert_eq!(train.labels(), &[1, 2]);
+        assert_eq!(test.images().dims(), &[2, 1, 28, 28]);
+    }
+
+    #[test]
+    fn train_and_test_sizes_must_match() {
+        let dir = test_support::TempDir::new("fashion-sizes");
+        write_raw_set(&dir, 28, 14);
+
+        let message = fashion_mnist(dir.path()).unwrap_err().to_string();
+
+        assert!(message.contains("test images are 14x14 but training images are 28x28"), "{message}");
     }
 }
