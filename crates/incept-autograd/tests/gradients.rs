@@ -6,6 +6,7 @@ use incept_autograd::{
 };
 use incept_tensor::Tensor;
 use incept_tensor::conv::Conv2dParams;
+use incept_tensor::lrn::LrnParams;
 use incept_tensor::pool::Pool2dParams;
 
 /// Central-difference step; with f64 the truncation and rounding errors are
@@ -114,6 +115,43 @@ fn adaptive_avg_pool2d_gradients() {
             check_gradients(&[randn(&x, 50 + i as u64)], STEP, |tape, v| tape.adaptive_avg_pool2d(&v[0], out.0, out.1))
                 .unwrap();
         assert_passes(report, &format!("adaptive_avg_pool2d {x:?} {out:?}"));
+    }
+}
+
+#[test]
+fn avg_pool2d_gradients() {
+    let cases = [
+        ([2, 2, 6, 6], Pool2dParams::new(3, 2, 0, true)),
+        ([1, 3, 7, 7], Pool2dParams::new(3, 2, 1, true)),
+        ([1, 1, 5, 5], Pool2dParams::new(2, 2, 1, true)),
+        ([2, 1, 7, 7], Pool2dParams::new(2, 3, 0, false)),
+        ([1, 2, 4, 5], Pool2dParams::new(3, 1, 1, false)),
+    ];
+    for (i, (x, params)) in cases.into_iter().enumerate() {
+        for count_include_pad in [true, false] {
+            let report = check_gradients(&[randn(&x, 140 + i as u64)], STEP, |tape, v| {
+                tape.avg_pool2d(&v[0], params, count_include_pad)
+            })
+            .unwrap();
+            assert_passes(report, &format!("avg_pool2d {x:?} {params:?} count_include_pad {count_include_pad}"));
+        }
+    }
+}
+
+#[test]
+fn lrn_gradients() {
+    let params = [
+        LrnParams::GOOGLENET,
+        LrnParams { size: 4, alpha: 0.5, beta: 0.75, k: 2.0 },
+        LrnParams { size: 1, alpha: 1.0, beta: 1.5, k: 1.0 },
+        LrnParams { size: 3, alpha: 2.0, beta: 0.5, k: 0.5 },
+        LrnParams { size: 7, alpha: 1.0, beta: 0.75, k: 1.0 },
+    ];
+    for (i, (x, params)) in
+        [[2, 3, 2, 2], [1, 6, 3, 1], [1, 2, 2, 3], [2, 5, 1, 2], [1, 4, 2, 2]].into_iter().zip(params).enumerate()
+    {
+        let report = check_gradients(&[randn(&x, 150 + i as u64)], STEP, |tape, v| tape.lrn(&v[0], params)).unwrap();
+        assert_passes(report, &format!("lrn {x:?} {params:?}"));
     }
 }
 

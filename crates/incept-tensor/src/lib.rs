@@ -25,7 +25,6 @@
 
 mod error;
 mod float;
-mod pool_stride1;
 mod shape;
 mod tensor;
 mod window;
@@ -41,6 +40,7 @@ pub mod batch_norm;
 pub mod conv;
 pub mod elementwise;
 pub mod linear;
+pub mod lrn;
 pub mod pool;
 pub mod reference;
 pub mod softmax;

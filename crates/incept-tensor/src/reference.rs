@@ -226,3 +226,62 @@ pub fn cross_entropy(logits: &Tensor<f64>, targets: &[usize]) -> f64 {
     let total: f64 = targets.iter().enumerate().map(|(i, &t)| -lp.data()[i * c + t]).sum();
     total / targets.len() as f64
 }
+
+/// Local response normalisation across channels from its definition:
+/// `y_c = x_c / (k + alpha / size * sum of x_c'^2 over c' in c - size/2 ..= c + (size-1)/2)^beta`.
+pub fn lrn(x: &Tensor<f64>, params: crate::lrn::LrnParams) -> Tensor<f64> {
+    let [n, c, h, w] = nchw(x);
+    let mut y = x.clone();
+    let at = |b: usize, ch: usize, i: usize| x.data()[(b * c + ch) * h * w + i];
+    for b in 0..n {
+        for ch in 0..c {
+            for i in 0..h * w {
+                let lo = ch as isize - (params.size / 2) as isize;
+                let hi = ch as isize + ((params.size - 1) / 2) as isize;
+                let mut sum = 0.0;
+                for other in lo..=hi {
+                    if other >= 0 && (other as usize) < c {
+                        sum += at(b, other as usize, i).powi(2);
+                    }
+                }
+                let base = params.k + params.alpha / params.size as f64 * sum;
+                y.data_mut()[(b * c + ch) * h * w + i] = at(b, ch, i) / base.powf(params.beta);
+            }
+        }
+    }
+    y
+}
+
+/// Average pooling from PyTorch's definition: the window `[o * s - p, o * s - p + k)`
+/// is cut at `size + p`; with `count_include_pad` the cut window's area is the
+/// divisor, otherwise the number of input elements in it.
+pub fn avg_pool2d(x: &Tensor<f64>, p: Pool2dParams, count_include_pad: bool) -> Tensor<f64> {
+    let [n, c, h, w] = nchw(x);
+    let h_out = p.h_out(h).expect("window fits");
+    let w_out = p.w_out(w).expect("window fits");
+    let mut y = Tensor::zeros([n, c, h_out, w_out]);
+    for plane in 0..n * c {
+        for oy in 0..h_out {
+            for ox in 0..w_out {
+                let (mut sum, mut inside, mut padded) = (0.0, 0usize, 0usize);
+                for i in 0..p.kernel.0 {
+                    for j in 0..p.kernel.1 {
+                        let iy = (oy * p.stride.0 + i) as isize - p.padding.0 as isize;
+                        let ix = (ox * p.stride.1 + j) as isize - p.padding.1 as isize;
+                        if iy >= (h + p.padding.0) as isize || ix >= (w + p.padding.1) as isize {
+                            continue;
+                        }
+                        padded += 1;
+                        if iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize {
+                            sum += x.data()[(plane * h + iy as usize) * w + ix as usize];
+                            inside += 1;
+                        }
+                    }
+                }
+                let divisor = if count_include_pad { padded } else { inside };
+                y.data_mut()[(plane * h_out + oy) * w_out + ox] = sum / divisor as f64;
+            }
+        }
+    }
+    y
+}

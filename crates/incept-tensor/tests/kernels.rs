@@ -4,9 +4,10 @@ use incept_tensor::batch_norm::{batch_norm2d_backward, batch_norm2d_eval, batch_
 use incept_tensor::conv::{Conv2dParams, conv2d, conv2d_backward};
 use incept_tensor::elementwise::{concat_channels, dropout_mask, relu, relu_backward, slice_channels};
 use incept_tensor::linear::{linear, linear_backward};
+use incept_tensor::lrn::{LrnParams, lrn};
 use incept_tensor::pool::{
-    Pool2dParams, adaptive_avg_pool2d, adaptive_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
-    max_pool2d_indices,
+    Pool2dParams, adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
+    max_pool2d_backward, max_pool2d_indices,
 };
 use incept_tensor::softmax::{cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward};
 use incept_tensor::{Tensor, TensorError, reference};
@@ -314,6 +315,64 @@ fn max_pool2d_rejects_bad_geometry() {
     let huge_padding = Pool2dParams::new(2, 1, usize::MAX / 2 + 1, false);
     let err = max_pool2d(&x, huge_padding).unwrap_err();
     assert!(err.to_string().contains("at most half"), "{err}");
+}
+
+#[test]
+fn avg_pool2d_matches_reference() {
+    for (i, (dims, params)) in pool_cases().into_iter().enumerate() {
+        for count_include_pad in [true, false] {
+            let what = format!("{dims:?} {params:?} count_include_pad {count_include_pad}");
+            let x = randn(&dims, 800 + i as u64);
+            let expected = reference::avg_pool2d(&x, params, count_include_pad);
+            assert_close(&avg_pool2d(&x, params, count_include_pad).unwrap(), &expected, 1e-12, 1e-12, &what);
+            let got32 = avg_pool2d(&x.cast::<f32>(), params, count_include_pad).unwrap();
+            assert_close(&got32.cast(), &expected, 1e-4, 1e-5, &format!("f32 {what}"));
+            // Backward is the adjoint: <pool(x), dy> == <x, pool_backward(dy)>.
+            let dy = randn(expected.dims(), 900 + i as u64);
+            let dx = avg_pool2d_backward(&dy, &dims, params, count_include_pad).unwrap();
+            let lhs: f64 = expected.data().iter().zip(dy.data()).map(|(a, b)| a * b).sum();
+            let rhs: f64 = x.data().iter().zip(dx.data()).map(|(a, b)| a * b).sum();
+            assert!((lhs - rhs).abs() < 1e-10, "{what}: {lhs} vs {rhs}");
+        }
+    }
+}
+
+#[test]
+fn avg_pool2d_divisor_follows_pytorch() {
+    // 3x3 input of ones, 2x2 windows, stride 2, padding 1, ceil mode: the
+    // four windows hold one, two, two and four input elements. With
+    // count_include_pad every window divides by its full area of 4 (PyTorch's
+    // rule), without it by the elements it holds.
+    let x = Tensor::<f64>::ones([1, 1, 3, 3]);
+    let params = Pool2dParams::new(2, 2, 1, true);
+    let with_pad = avg_pool2d(&x, params, true).unwrap();
+    assert_eq!(with_pad.data(), &[0.25, 0.5, 0.5, 1.0]);
+    let without_pad = avg_pool2d(&x, params, false).unwrap();
+    assert_eq!(without_pad.data(), &[1.0, 1.0, 1.0, 1.0]);
+}
+
+#[test]
+fn lrn_matches_reference() {
+    let cases = [
+        ([2, 7, 3, 3], LrnParams::GOOGLENET),
+        // Fewer channels than the window: every channel is at an edge.
+        ([1, 3, 2, 2], LrnParams::GOOGLENET),
+        ([2, 6, 2, 3], LrnParams { size: 4, alpha: 0.5, beta: 0.75, k: 2.0 }),
+        ([1, 4, 1, 1], LrnParams { size: 1, alpha: 1.0, beta: 1.5, k: 1.0 }),
+        ([3, 9, 4, 1], LrnParams { size: 3, alpha: 2.0, beta: 0.5, k: 0.5 }),
+    ];
+    for (i, (dims, params)) in cases.into_iter().enumerate() {
+        let x = randn(&dims, 1000 + i as u64);
+        let expected = reference::lrn(&x, params);
+        assert_close(&lrn(&x, params).unwrap().output, &expected, 1e-12, 1e-12, &format!("{dims:?} {params:?}"));
+        let got32 = lrn(&x.cast::<f32>(), params).unwrap().output;
+        assert_close(&got32.cast(), &expected, 1e-4, 1e-5, &format!("f32 {dims:?} {params:?}"));
+    }
+    let x = Tensor::<f32>::zeros([1, 2, 2, 2]);
+    let err = lrn(&x, LrnParams { size: 0, ..LrnParams::GOOGLENET }).unwrap_err();
+    assert!(err.to_string().contains("size = 0"), "{err}");
+    assert!(lrn(&x, LrnParams { k: 0.0, ..LrnParams::GOOGLENET }).is_err());
+    assert!(lrn(&Tensor::<f32>::zeros([2, 2]), LrnParams::GOOGLENET).is_err());
 }
 
 #[test]

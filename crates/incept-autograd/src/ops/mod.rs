@@ -7,4 +7,5 @@ mod batch_norm;
 mod conv;
 mod linear;
 mod loss;
+mod lrn;
 mod pool;

@@ -1,7 +1,8 @@
 //! Differentiable max and adaptive average pooling.
 
 use incept_tensor::pool::{
-    Pool2dParams, adaptive_avg_pool2d, adaptive_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
+    Pool2dParams, adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
+    max_pool2d_backward,
 };
 use incept_tensor::{Float, Tensor};
 
@@ -21,6 +22,23 @@ impl<T: Float> Tape<T> {
             y,
             &[x],
             Box::new(move |dy: &Tensor<T>| Ok(vec![Some(max_pool2d_backward(&x_saved, dy, params)?)])),
+        ))
+    }
+
+    /// 2-D average pooling; with `count_include_pad` the padding counts in
+    /// each window's divisor.
+    ///
+    /// # Errors
+    /// As [`incept_tensor::pool::avg_pool2d`].
+    pub fn avg_pool2d(&self, x: &Var<T>, params: Pool2dParams, count_include_pad: bool) -> Result<Var<T>> {
+        let y = avg_pool2d(x.value(), params, count_include_pad)?;
+        let input_dims = x.dims().to_vec();
+        Ok(self.record(
+            y,
+            &[x],
+            Box::new(move |dy: &Tensor<T>| {
+                Ok(vec![Some(avg_pool2d_backward(dy, &input_dims, params, count_include_pad)?)])
+            }),
         ))
     }
 

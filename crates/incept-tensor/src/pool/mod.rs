@@ -1,12 +1,17 @@
-//! Max pooling and adaptive (including global) average pooling.
+//! Max pooling, average pooling and adaptive (including global) average pooling.
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::pool_stride1::{Stride1Scratch, max_plane_stride1};
+use self::stride1::{Stride1Scratch, max_plane_stride1};
 use crate::window::valid_outputs;
 use crate::{Float, Result, Tensor, TensorError};
+
+mod avg;
+mod stride1;
+
+pub use avg::{avg_pool2d, avg_pool2d_backward};
 
 /// Geometry of a 2-D pooling window: size, stride and padding per axis
 /// (height, width), and the rounding of the output size.

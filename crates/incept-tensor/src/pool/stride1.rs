@@ -8,8 +8,8 @@
 //! outputs are too short for vector instructions. Positions with
 //! `ox >= w_out` are computed and discarded.
 
+use super::{PlaneSizes, Pool2dParams};
 use crate::Float;
-use crate::pool::{PlaneSizes, Pool2dParams};
 
 /// Per-worker buffers, reused across planes.
 pub(crate) struct Stride1Scratch<T> {
