@@ -48,14 +48,16 @@ fn gradcheck_detects_a_wrong_gradient() {
 
 #[test]
 fn conv2d_gradients() {
-    let cases: [([usize; 4], [usize; 4], Conv2dParams); 7] = [
+    let cases: [([usize; 4], [usize; 4], Conv2dParams); 9] = [
         ([2, 3, 5, 5], [4, 3, 3, 3], Conv2dParams::new(1, 1)),
         ([1, 2, 6, 7], [3, 2, 1, 1], Conv2dParams::new(1, 0)),
         ([2, 2, 5, 5], [2, 2, 1, 1], Conv2dParams::new(2, 0)),
         ([1, 2, 7, 7], [2, 2, 3, 3], Conv2dParams::new(4, 0)),
         ([2, 1, 3, 3], [2, 1, 2, 2], Conv2dParams::new(1, 3)),
-        ([1, 3, 8, 6], [2, 3, 5, 3], Conv2dParams { stride: (2, 1), padding: (2, 1), dilation: (1, 1) }),
-        ([1, 2, 7, 7], [2, 2, 3, 3], Conv2dParams { stride: (1, 1), padding: (2, 2), dilation: (2, 2) }),
+        ([1, 3, 8, 6], [2, 3, 5, 3], Conv2dParams { stride: (2, 1), padding: (2, 1), dilation: (1, 1), groups: 1 }),
+        ([1, 2, 7, 7], [2, 2, 3, 3], Conv2dParams { stride: (1, 1), padding: (2, 2), dilation: (2, 2), groups: 1 }),
+        ([2, 4, 5, 5], [4, 1, 3, 3], Conv2dParams::new(1, 1).with_groups(4)),
+        ([1, 4, 4, 4], [6, 2, 1, 1], Conv2dParams::new(1, 0).with_groups(2)),
     ];
     for (i, (x, w, params)) in cases.into_iter().enumerate() {
         let inputs = [randn(&x, 10 + i as u64), randn(&w, 20 + i as u64), randn(&[w[0]], 30 + i as u64)];

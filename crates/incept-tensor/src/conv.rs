@@ -17,10 +17,11 @@ use crate::window::valid_outputs;
 use crate::{Float, Result, Tensor, TensorError};
 
 /// Geometry of a 2-D convolution: stride, zero padding and dilation per axis
-/// (height, width). The kernel size comes from the weight tensor.
+/// (height, width), and the number of channel groups. The kernel size comes
+/// from the weight tensor.
 ///
-/// PyTorch equivalent: the `stride`, `padding` and `dilation` arguments of
-/// `torch.nn.functional.conv2d` with `groups=1`.
+/// PyTorch equivalent: the `stride`, `padding`, `dilation` and `groups`
+/// arguments of `torch.nn.functional.conv2d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conv2dParams {
     /// Step between output pixels, in input pixels.
@@ -29,13 +30,23 @@ pub struct Conv2dParams {
     pub padding: (usize, usize),
     /// Spacing between kernel taps; 1 is a dense kernel.
     pub dilation: (usize, usize),
+    /// Channel groups: input and output channels are split into this many
+    /// equal groups, and each output group sees only its input group. 1 is a
+    /// dense convolution; `groups == c_in` with `c_out` a multiple of it is
+    /// depthwise.
+    pub groups: usize,
 }
 
 impl Conv2dParams {
     /// A square geometry with the same stride and padding on both axes and
     /// no dilation.
     pub fn new(stride: usize, padding: usize) -> Self {
-        Conv2dParams { stride: (stride, stride), padding: (padding, padding), dilation: (1, 1) }
+        Conv2dParams { stride: (stride, stride), padding: (padding, padding), dilation: (1, 1), groups: 1 }
+    }
+
+    /// The same geometry with `groups` channel groups.
+    pub fn with_groups(self, groups: usize) -> Self {
+        Conv2dParams { groups, ..self }
     }
 
     /// Output height for an input of height `h_in` and a kernel of height `k_h`,
@@ -81,18 +92,28 @@ struct ConvGeometry {
     h_out: usize,
     w_out: usize,
     params: Conv2dParams,
+    groups: usize,
 }
 
 impl ConvGeometry {
     fn new<T: Float>(op: &'static str, x: &Tensor<T>, weight: &Tensor<T>, params: Conv2dParams) -> Result<Self> {
         let &[batch, c_in, h_in, w_in] = x.expect_rank(op, 4)? else { unreachable!() };
         let &[c_out, w_c_in, k_h, k_w] = weight.expect_rank(op, 4)? else { unreachable!() };
-        if w_c_in != c_in {
+        let groups = params.groups;
+        if groups == 0 || c_in % groups != 0 || c_out % groups != 0 {
+            return Err(TensorError::invalid(
+                op,
+                format!("groups = {groups} must be at least 1 and divide both c_in = {c_in} and c_out = {c_out}"),
+            ));
+        }
+        if w_c_in * groups != c_in {
             return Err(TensorError::mismatch(
                 op,
                 &[x.dims(), weight.dims()],
                 format!(
-                    "the input has {c_in} channels but the weight expects {w_c_in} (weight is [c_out, c_in, k_h, k_w])"
+                    "the input has {c_in} channels but the weight expects {} ({w_c_in} per group, {groups} groups; \
+                     weight is [c_out, c_in / groups, k_h, k_w])",
+                    w_c_in * groups
                 ),
             ));
         }
@@ -121,12 +142,23 @@ impl ConvGeometry {
                 ),
             ));
         };
-        Ok(ConvGeometry { batch, c_in, h_in, w_in, c_out, k_h, k_w, h_out, w_out, params })
+        Ok(ConvGeometry { batch, c_in, h_in, w_in, c_out, k_h, k_w, h_out, w_out, params, groups })
     }
 
     /// Rows of the im2col matrix: `c_in * k_h * k_w`.
     fn patch_len(&self) -> usize {
         self.c_in * self.k_h * self.k_w
+    }
+
+    /// Rows of the im2col matrix one group uses, and columns of its weight
+    /// matrix: `c_in / groups * k_h * k_w`.
+    fn group_patch_len(&self) -> usize {
+        self.patch_len() / self.groups
+    }
+
+    /// Output channels of one group.
+    fn group_c_out(&self) -> usize {
+        self.c_out / self.groups
     }
 
     fn in_plane(&self) -> usize {
@@ -213,7 +245,8 @@ fn col2im<T: Float>(g: &ConvGeometry, cols: &[T], x: &mut [T]) {
     }
 }
 
-/// Computes the output of one image: `Y_n = W * cols (+ bias)`.
+/// Computes the output of one image: `Y_n = W * cols (+ bias)`, one GEMM
+/// per channel group.
 fn forward_image<T: Float>(
     g: &ConvGeometry,
     x: &[T],
@@ -223,20 +256,26 @@ fn forward_image<T: Float>(
     y: &mut [T],
     split_rows: bool,
 ) {
-    let (m, k, n) = (g.c_out, g.patch_len(), g.out_pixels());
+    let (m, k, n) = (g.group_c_out(), g.group_patch_len(), g.out_pixels());
     let b: &[T] = if g.pointwise() {
         x
     } else {
-        cols.resize(k * n, T::zero());
+        cols.resize(g.patch_len() * n, T::zero());
         im2col(g, x, cols);
         cols
     };
-    // Y_n[c_out x P] = W[c_out x K] * cols[K x P]
-    let (w, b) = (MatRef::row_major(weight, m, k), MatRef::row_major(b, k, n));
-    if split_rows {
-        gemm_par(T::one(), w, b, T::zero(), y);
-    } else {
-        gemm(T::one(), w, b, T::zero(), MatMut::row_major(y, m, n));
+    // The rows of cols are ordered by input channel, so group `i` owns rows
+    // `i * k ..`; its weights and outputs are likewise contiguous blocks.
+    for group in 0..g.groups {
+        // Y_n,g[c_out/groups x P] = W_g[c_out/groups x K_g] * cols_g[K_g x P]
+        let w = MatRef::row_major(&weight[group * m * k..(group + 1) * m * k], m, k);
+        let b = MatRef::row_major(&b[group * k * n..(group + 1) * k * n], k, n);
+        let y = &mut y[group * m * n..(group + 1) * m * n];
+        if split_rows {
+            gemm_par(T::one(), w, b, T::zero(), y);
+        } else {
+            gemm(T::one(), w, b, T::zero(), MatMut::row_major(y, m, n));
+        }
     }
     if let Some(bias) = bias {
         for (plane, &b) in y.chunks_exact_mut(n).zip(bias) {
@@ -321,7 +360,7 @@ impl<T: Float> BackwardAcc<T> {
         BackwardAcc {
             cols: Vec::new(),
             dcols: Vec::new(),
-            weight: vec![T::zero(); g.c_out * g.patch_len()],
+            weight: vec![T::zero(); g.c_out * g.group_patch_len()],
             bias: vec![T::zero(); g.c_out],
         }
     }
@@ -334,7 +373,8 @@ impl<T: Float> BackwardAcc<T> {
 }
 
 /// Adds one image's contribution to the weight and bias gradients and, if
-/// `dx` is given, writes that image's input gradient.
+/// `dx` is given, writes that image's input gradient. Each channel group has
+/// its own GEMMs, on its blocks of `cols`, `W` and `dY`.
 fn backward_image<T: Float>(
     g: &ConvGeometry,
     x: &[T],
@@ -343,29 +383,37 @@ fn backward_image<T: Float>(
     dx: Option<&mut [T]>,
     acc: &mut BackwardAcc<T>,
 ) {
-    let (m, k, n) = (g.c_out, g.patch_len(), g.out_pixels());
+    let (m, k, n) = (g.group_c_out(), g.group_patch_len(), g.out_pixels());
     for (db, plane) in acc.bias.iter_mut().zip(dy.chunks_exact(n)) {
         *db = *db + plane.iter().copied().sum::<T>();
     }
     let cols: &[T] = if g.pointwise() {
         x
     } else {
-        acc.cols.resize(k * n, T::zero());
+        acc.cols.resize(g.patch_len() * n, T::zero());
         im2col(g, x, &mut acc.cols);
         &acc.cols
     };
-    let dy_mat = MatRef::row_major(dy, m, n);
-    // dW[c_out x K] += dY_n[c_out x P] * cols^T[P x K]
-    gemm(T::one(), dy_mat, MatRef::row_major(cols, k, n).t(), T::one(), MatMut::row_major(&mut acc.weight, m, k));
+    for group in 0..g.groups {
+        let dy_mat = MatRef::row_major(&dy[group * m * n..(group + 1) * m * n], m, n);
+        let cols_mat = MatRef::row_major(&cols[group * k * n..(group + 1) * k * n], k, n);
+        // dW_g[c_out/groups x K_g] += dY_n,g[c_out/groups x P] * cols_g^T[P x K_g]
+        let dw = &mut acc.weight[group * m * k..(group + 1) * m * k];
+        gemm(T::one(), dy_mat, cols_mat.t(), T::one(), MatMut::row_major(dw, m, k));
+    }
     let Some(dx) = dx else { return };
-    let w_t = MatRef::row_major(weight, m, k).t();
-    if g.pointwise() {
-        // dX_n[C_in x P] = W^T[C_in x c_out] * dY_n[c_out x P]
-        gemm(T::one(), w_t, dy_mat, T::zero(), MatMut::row_major(dx, k, n));
-    } else {
-        // dcols[K x P] = W^T[K x c_out] * dY_n[c_out x P], then scatter-add.
-        acc.dcols.resize(k * n, T::zero());
-        gemm(T::one(), w_t, dy_mat, T::zero(), MatMut::row_major(&mut acc.dcols, k, n));
+    if !g.pointwise() {
+        acc.dcols.resize(g.patch_len() * n, T::zero());
+    }
+    for group in 0..g.groups {
+        let dy_mat = MatRef::row_major(&dy[group * m * n..(group + 1) * m * n], m, n);
+        let w_t = MatRef::row_major(&weight[group * m * k..(group + 1) * m * k], m, k).t();
+        // dcols_g[K_g x P] = W_g^T[K_g x c_out/groups] * dY_n,g[c_out/groups x P];
+        // for a pointwise convolution dcols is dX_n itself.
+        let dcols = if g.pointwise() { &mut *dx } else { &mut acc.dcols[..] };
+        gemm(T::one(), w_t, dy_mat, T::zero(), MatMut::row_major(&mut dcols[group * k * n..(group + 1) * k * n], k, n));
+    }
+    if !g.pointwise() {
         dx.fill(T::zero());
         col2im(g, &acc.dcols, dx);
     }

@@ -24,10 +24,11 @@ fn at_or_zero(x: &Tensor<f64>, n: usize, c: usize, y: isize, col: isize) -> f64 
     x.data()[((n * cs + c) * h + y as usize) * w + col as usize]
 }
 
-/// Direct 7-loop convolution.
+/// Direct 7-loop convolution. Output channel `o` reads the `c_in / groups`
+/// input channels of its group, `o / (c_out / groups)`.
 pub fn conv2d(x: &Tensor<f64>, weight: &Tensor<f64>, bias: Option<&Tensor<f64>>, p: Conv2dParams) -> Tensor<f64> {
-    let [n, c_in, h, w] = nchw(x);
-    let [c_out, _, k_h, k_w] = nchw(weight);
+    let [n, _, h, w] = nchw(x);
+    let [c_out, c_in, k_h, k_w] = nchw(weight);
     let h_out = p.h_out(h, k_h).expect("kernel fits");
     let w_out = p.w_out(w, k_w).expect("kernel fits");
     let mut y = Tensor::zeros([n, c_out, h_out, w_out]);
@@ -37,13 +38,14 @@ pub fn conv2d(x: &Tensor<f64>, weight: &Tensor<f64>, bias: Option<&Tensor<f64>>,
             for oy in 0..h_out {
                 for ox in 0..w_out {
                     let mut acc = bias.map_or(0.0, |b| b.data()[o]);
+                    let first_channel = o / (c_out / p.groups) * c_in;
                     for c in 0..c_in {
                         for i in 0..k_h {
                             for j in 0..k_w {
                                 let iy = (oy * p.stride.0 + i * p.dilation.0) as isize - p.padding.0 as isize;
                                 let ix = (ox * p.stride.1 + j * p.dilation.1) as isize - p.padding.1 as isize;
-                                acc +=
-                                    weight.data()[((o * c_in + c) * k_h + i) * k_w + j] * at_or_zero(x, b, c, iy, ix);
+                                let input = at_or_zero(x, b, first_channel + c, iy, ix);
+                                acc += weight.data()[((o * c_in + c) * k_h + i) * k_w + j] * input;
                             }
                         }
                     }
@@ -55,15 +57,15 @@ pub fn conv2d(x: &Tensor<f64>, weight: &Tensor<f64>, bias: Option<&Tensor<f64>>,
     y
 }
 
-/// Direct-loop gradients of [`conv2d`]: `(dx, dweight, dbias)`.
+/// Direct-loop gradients of [`conv2d`], groups included: `(dx, dweight, dbias)`.
 pub fn conv2d_backward(
     x: &Tensor<f64>,
     weight: &Tensor<f64>,
     dy: &Tensor<f64>,
     p: Conv2dParams,
 ) -> (Tensor<f64>, Tensor<f64>, Tensor<f64>) {
-    let [n, c_in, h, w] = nchw(x);
-    let [c_out, _, k_h, k_w] = nchw(weight);
+    let [n, c_in_total, h, w] = nchw(x);
+    let [c_out, c_in, k_h, k_w] = nchw(weight);
     let [_, _, h_out, w_out] = nchw(dy);
     let mut dx = Tensor::zeros(x.dims());
     let mut dw = Tensor::zeros(weight.dims());
@@ -74,15 +76,17 @@ pub fn conv2d_backward(
                 for ox in 0..w_out {
                     let g = dy.data()[((b * c_out + o) * h_out + oy) * w_out + ox];
                     db.data_mut()[o] += g;
+                    let first_channel = o / (c_out / p.groups) * c_in;
                     for c in 0..c_in {
                         for i in 0..k_h {
                             for j in 0..k_w {
                                 let iy = (oy * p.stride.0 + i * p.dilation.0) as isize - p.padding.0 as isize;
                                 let ix = (ox * p.stride.1 + j * p.dilation.1) as isize - p.padding.1 as isize;
                                 let w_idx = ((o * c_in + c) * k_h + i) * k_w + j;
-                                dw.data_mut()[w_idx] += g * at_or_zero(x, b, c, iy, ix);
+                                dw.data_mut()[w_idx] += g * at_or_zero(x, b, first_channel + c, iy, ix);
                                 if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                    let x_idx = ((b * c_in + c) * h + iy as usize) * w + ix as usize;
+                                    let channel = first_channel + c;
+                                    let x_idx = ((b * c_in_total + channel) * h + iy as usize) * w + ix as usize;
                                     dx.data_mut()[x_idx] += g * weight.data()[w_idx];
                                 }
                             }

@@ -43,7 +43,7 @@ fn conv_case(
     padding: (usize, usize),
     dilation: (usize, usize),
 ) -> ConvCase {
-    ConvCase { x, c_out, kernel, params: Conv2dParams { stride, padding, dilation } }
+    ConvCase { x, c_out, kernel, params: Conv2dParams { stride, padding, dilation, groups: 1 } }
 }
 
 /// Edge cases named in the design: padding >= kernel, stride > kernel, 1x1
@@ -67,7 +67,22 @@ fn conv_edge_cases() -> Vec<ConvCase> {
         conv_case([9, 3, 4, 4], 5, (1, 1), (1, 1), (0, 0), (1, 1)),
         conv_case([9, 3, 4, 4], 5, (3, 3), (1, 1), (1, 1), (1, 1)),
         conv_case([7, 2, 7, 7], 3, (5, 5), (1, 1), (2, 2), (1, 1)),
+        // Groups: depthwise, depthwise with a channel multiplier, grouped 1x1
+        // (the pointwise path) and grouped with stride.
+        grouped(conv_case([2, 4, 6, 6], 4, (3, 3), (1, 1), (1, 1), (1, 1)), 4),
+        grouped(conv_case([1, 3, 5, 5], 6, (3, 3), (1, 1), (1, 1), (1, 1)), 3),
+        grouped(conv_case([2, 6, 4, 4], 9, (1, 1), (1, 1), (0, 0), (1, 1)), 3),
+        grouped(conv_case([1, 4, 7, 5], 2, (3, 2), (2, 1), (1, 0), (1, 1)), 2),
+        grouped(conv_case([1, 16, 28, 28], 32, (3, 3), (1, 1), (1, 1), (1, 1)), 16),
     ]
+}
+
+fn grouped(case: ConvCase, groups: usize) -> ConvCase {
+    ConvCase { params: case.params.with_groups(groups), ..case }
+}
+
+fn conv_weight_dims(case: &ConvCase) -> [usize; 4] {
+    [case.c_out, case.x[1] / case.params.groups, case.kernel.0, case.kernel.1]
 }
 
 fn random_conv_cases(count: usize, seed: u64) -> Vec<ConvCase> {
@@ -78,8 +93,11 @@ fn random_conv_cases(count: usize, seed: u64) -> Vec<ConvCase> {
         let stride = (rng.random_range(1..=3), rng.random_range(1..=3));
         let padding = (rng.random_range(0..=3), rng.random_range(0..=3));
         let dilation = (rng.random_range(1..=2), rng.random_range(1..=2));
-        let x = [rng.random_range(1..=3), rng.random_range(1..=4), rng.random_range(1..=10), rng.random_range(1..=10)];
-        let case = conv_case(x, rng.random_range(1..=5), k, stride, padding, dilation);
+        let groups = rng.random_range(1..=3);
+        let c_in = groups * rng.random_range(1..=2);
+        let x = [rng.random_range(1..=3), c_in, rng.random_range(1..=10), rng.random_range(1..=10)];
+        let c_out = groups * rng.random_range(1..=2);
+        let case = grouped(conv_case(x, c_out, k, stride, padding, dilation), groups);
         if case.params.h_out(x[2], k.0).is_some() && case.params.w_out(x[3], k.1).is_some() {
             cases.push(case);
         }
@@ -91,7 +109,7 @@ fn random_conv_cases(count: usize, seed: u64) -> Vec<ConvCase> {
 fn conv2d_forward_matches_reference() {
     for (i, case) in conv_edge_cases().into_iter().chain(random_conv_cases(40, 1)).enumerate() {
         let x = randn(&case.x, 10 + i as u64);
-        let w = randn(&[case.c_out, case.x[1], case.kernel.0, case.kernel.1], 20 + i as u64);
+        let w = randn(&conv_weight_dims(&case), 20 + i as u64);
         let b = randn(&[case.c_out], 30 + i as u64);
         let expected = reference::conv2d(&x, &w, Some(&b), case.params);
         let got = conv2d(&x, &w, Some(&b), case.params).unwrap();
@@ -105,7 +123,7 @@ fn conv2d_forward_matches_reference() {
 fn conv2d_backward_matches_reference() {
     for (i, case) in conv_edge_cases().into_iter().chain(random_conv_cases(30, 2)).enumerate() {
         let x = randn(&case.x, 40 + i as u64);
-        let w = randn(&[case.c_out, case.x[1], case.kernel.0, case.kernel.1], 50 + i as u64);
+        let w = randn(&conv_weight_dims(&case), 50 + i as u64);
         let y = reference::conv2d(&x, &w, None, case.params);
         let dy = randn(y.dims(), 60 + i as u64);
         let (dx, dw, db) = reference::conv2d_backward(&x, &w, &dy, case.params);
@@ -146,9 +164,16 @@ fn conv2d_rejects_empty_and_overflowing_geometry() {
     let dy = Tensor::<f32>::zeros([2, 4, 5, 5]);
     let err = conv2d_backward(&Tensor::zeros([2, 0, 5, 5]), &Tensor::zeros([4, 0, 3, 3]), &dy, params, true);
     assert!(err.is_err());
-    let huge = Conv2dParams { stride: (1, 1), padding: (0, 0), dilation: (usize::MAX / 2 + 1, 1) };
+    let huge = Conv2dParams { stride: (1, 1), padding: (0, 0), dilation: (usize::MAX / 2 + 1, 1), groups: 1 };
     let err = conv2d(&Tensor::<f32>::zeros([1, 1, 5, 3]), &Tensor::zeros([1, 1, 3, 1]), None, huge).unwrap_err();
     assert!(err.to_string().contains("larger than the input"), "{err}");
+    let err = conv2d(&Tensor::<f32>::zeros([1, 4, 5, 5]), &Tensor::zeros([3, 2, 3, 3]), None, params.with_groups(2));
+    assert!(err.unwrap_err().to_string().contains("groups = 2 must be at least 1 and divide"));
+    let err = conv2d(&Tensor::<f32>::zeros([1, 4, 5, 5]), &Tensor::zeros([4, 4, 3, 3]), None, params.with_groups(2));
+    assert!(err.unwrap_err().to_string().contains("expects 8 (4 per group, 2 groups"));
+    assert!(
+        conv2d(&Tensor::<f32>::zeros([1, 4, 5, 5]), &Tensor::zeros([4, 4, 3, 3]), None, params.with_groups(0)).is_err()
+    );
     // An empty batch is valid and gives an empty output, as in PyTorch.
     let y = conv2d(&Tensor::<f32>::zeros([0, 3, 5, 5]), &Tensor::zeros([4, 3, 3, 3]), None, params).unwrap();
     assert_eq!(y.dims(), &[0, 4, 5, 5]);
