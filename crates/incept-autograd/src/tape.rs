@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use incept_tensor::broadcast::sum_to;
 use incept_tensor::{Float, Tensor};
 
 use crate::{AutogradError, Parameter, Result};
@@ -16,6 +17,9 @@ use crate::{AutogradError, Parameter, Result};
 pub type BackwardFn<T> = Box<dyn FnOnce(&Tensor<T>) -> Result<Vec<Option<Tensor<T>>>>>;
 
 struct Node<T: Float> {
+    /// Shape of the node's value; gradients arriving with a broadcast shape
+    /// are summed down to it.
+    dims: Vec<usize>,
     inputs: Vec<usize>,
     backward: Option<BackwardFn<T>>,
     param: Option<Parameter<T>>,
@@ -118,16 +122,20 @@ impl<T: Float> Tape<T> {
     /// A differentiable input whose gradient [`Gradients::get`] returns
     /// after the backward pass. On an inference tape it is a constant.
     pub fn leaf(&self, value: Tensor<T>) -> Var<T> {
-        let node = self.recording.then(|| self.push(Node { inputs: Vec::new(), backward: None, param: None }));
+        let dims = value.dims().to_vec();
+        let node = self.recording.then(|| self.push(Node { dims, inputs: Vec::new(), backward: None, param: None }));
         Var { value: Rc::new(value), node }
     }
 
     /// Returns the current value of a parameter, recorded so that the backward pass
     /// adds its gradient to [`Parameter::grad`]. The tensor is shared, not copied.
     pub fn param(&self, param: &Parameter<T>) -> Var<T> {
-        let node =
-            self.recording.then(|| self.push(Node { inputs: Vec::new(), backward: None, param: Some(param.clone()) }));
-        Var { value: param.value(), node }
+        let value = param.value();
+        let node = self.recording.then(|| {
+            let dims = value.dims().to_vec();
+            self.push(Node { dims, inputs: Vec::new(), backward: None, param: Some(param.clone()) })
+        });
+        Var { value, node }
     }
 
     /// Wraps the output of an operation (a tensor, or one already shared with
@@ -154,7 +162,7 @@ impl<T: Float> Tape<T> {
         }
         // Inputs that are not recorded point at no node; usize::MAX marks them.
         let inputs = ids.into_iter().map(|i| i.unwrap_or(usize::MAX)).collect();
-        let node = self.push(Node { inputs, backward: Some(backward), param: None });
+        let node = self.push(Node { dims: value.dims().to_vec(), inputs, backward: Some(backward), param: None });
         Var { value, node: Some(node) }
     }
 
@@ -208,7 +216,13 @@ impl<T: Float> Tape<T> {
                 continue;
             };
             for (input, input_grad) in node.inputs.into_iter().zip(backward(&grad)?) {
-                let (Some(input_grad), true) = (input_grad, input != usize::MAX) else { continue };
+                let (Some(mut input_grad), true) = (input_grad, input != usize::MAX) else { continue };
+                // A rule returns the gradient at its output's shape; an input
+                // that was broadcast receives the sum over the broadcast axes.
+                // Inputs precede their consumers, so `nodes[input]` exists.
+                if input_grad.dims() != nodes[input].dims.as_slice() {
+                    input_grad = sum_to(&input_grad, &nodes[input].dims)?;
+                }
                 match &mut grads[input] {
                     Some(total) => total.add_assign(&input_grad)?,
                     slot => *slot = Some(input_grad),

@@ -250,6 +250,24 @@ fn arithmetic_and_shape_gradients() {
 }
 
 #[test]
+fn broadcasting_arithmetic_gradients() {
+    let shapes: [(&[usize], &[usize]); 5] =
+        [(&[2, 3], &[3]), (&[2, 1, 3], &[4, 1]), (&[1], &[2, 2]), (&[3, 1, 2], &[1, 4, 1]), (&[2, 2], &[])];
+    for (i, (a, b)) in shapes.into_iter().enumerate() {
+        let inputs = [randn(a, 160 + i as u64), Tensor::rand_uniform(b, 0.5, 2.0, 170 + i as u64)];
+        for (name, op) in [
+            ("add", Tape::add as fn(&Tape<f64>, &Var<f64>, &Var<f64>) -> Result<Var<f64>>),
+            ("sub", Tape::sub),
+            ("mul", Tape::mul),
+            ("div", Tape::div),
+        ] {
+            let report = check_gradients(&inputs, STEP, |tape, v| op(tape, &v[0], &v[1])).unwrap();
+            assert_passes(report, &format!("{name} {a:?} with {b:?}"));
+        }
+    }
+}
+
+#[test]
 fn fan_out_and_diamond_accumulate() {
     // y = x * x uses x twice: dy/dx = 2x.
     let tape = Tape::<f64>::new();

@@ -4,6 +4,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
+use crate::broadcast::broadcast_zip;
 use crate::{Float, Result, Tensor, TensorError};
 
 /// Tensors smaller than this are processed on the calling thread; splitting
@@ -38,20 +39,43 @@ fn map<T: Float>(a: &Tensor<T>, f: impl Fn(T) -> T + Sync) -> Tensor<T> {
     out
 }
 
-/// Element-wise `a + b` of two tensors of the same shape.
-///
-/// # Errors
-/// [`TensorError::ShapeMismatch`] if the shapes differ.
-pub fn add<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
-    zip_map("add", a, b, |x, y| x + y)
+/// Applies `f` element by element: in parallel when the shapes are equal,
+/// through the broadcasting walk otherwise.
+fn binary<T: Float>(op: &'static str, a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T + Sync) -> Result<Tensor<T>> {
+    if a.dims() == b.dims() { zip_map(op, a, b, f) } else { broadcast_zip(op, a, b, f) }
 }
 
-/// Element-wise `a * b` of two tensors of the same shape.
+/// Element-wise `a + b` with PyTorch's broadcasting rules.
 ///
 /// # Errors
-/// [`TensorError::ShapeMismatch`] if the shapes differ.
+/// [`TensorError::ShapeMismatch`] if the shapes do not broadcast.
+pub fn add<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
+    binary("add", a, b, |x, y| x + y)
+}
+
+/// Element-wise `a - b` with PyTorch's broadcasting rules.
+///
+/// # Errors
+/// [`TensorError::ShapeMismatch`] if the shapes do not broadcast.
+pub fn sub<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
+    binary("sub", a, b, |x, y| x - y)
+}
+
+/// Element-wise `a * b` with PyTorch's broadcasting rules.
+///
+/// # Errors
+/// [`TensorError::ShapeMismatch`] if the shapes do not broadcast.
 pub fn mul<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
-    zip_map("mul", a, b, |x, y| x * y)
+    binary("mul", a, b, |x, y| x * y)
+}
+
+/// Element-wise `a / b` with PyTorch's broadcasting rules; division by zero
+/// gives an infinity or NaN, as in IEEE 754 and PyTorch.
+///
+/// # Errors
+/// [`TensorError::ShapeMismatch`] if the shapes do not broadcast.
+pub fn div<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
+    binary("div", a, b, |x, y| x / y)
 }
 
 /// `alpha * a`.

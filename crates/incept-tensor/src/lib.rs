@@ -37,6 +37,7 @@ pub use shape::Shape;
 pub use tensor::Tensor;
 
 pub mod batch_norm;
+pub mod broadcast;
 pub mod conv;
 pub mod elementwise;
 pub mod linear;

@@ -1,24 +1,54 @@
 //! Differentiable arithmetic and shape operations.
 
-use incept_tensor::elementwise::{add, concat_channels, mul, scale, slice_channels, sum_all};
+use incept_tensor::elementwise::{add, concat_channels, div, mul, scale, slice_channels, sub, sum_all};
 use incept_tensor::{Float, Tensor, TensorError};
 
 use crate::{AutogradError, Result, Tape, Var};
 
 impl<T: Float> Tape<T> {
-    /// `a + b` for tensors of the same shape.
+    /// `a + b` with PyTorch's broadcasting rules. Like every rule here, its
+    /// gradient is returned at the output's shape; the tape sums it down to
+    /// each input's shape.
     ///
     /// # Errors
-    /// A shape error if the shapes differ.
+    /// A shape error if the shapes do not broadcast.
     pub fn add(&self, a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
         let y = add(a.value(), b.value())?;
         Ok(self.record(y, &[a, b], Box::new(|dy: &Tensor<T>| Ok(vec![Some(dy.clone()), Some(dy.clone())]))))
     }
 
-    /// `a * b` element by element, for tensors of the same shape.
+    /// `a - b` with PyTorch's broadcasting rules.
     ///
     /// # Errors
-    /// A shape error if the shapes differ.
+    /// A shape error if the shapes do not broadcast.
+    pub fn sub(&self, a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
+        let y = sub(a.value(), b.value())?;
+        Ok(self.record(y, &[a, b], Box::new(|dy: &Tensor<T>| Ok(vec![Some(dy.clone()), Some(scale(dy, -T::one()))]))))
+    }
+
+    /// `a / b` element by element with PyTorch's broadcasting rules.
+    ///
+    /// # Errors
+    /// A shape error if the shapes do not broadcast.
+    pub fn div(&self, a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
+        let y = div(a.value(), b.value())?;
+        let (a_saved, b_saved) = (a.shared_value(), b.shared_value());
+        Ok(self.record(
+            y,
+            &[a, b],
+            Box::new(move |dy: &Tensor<T>| {
+                // d(a / b) = da / b - a db / b^2
+                let da = div(dy, &b_saved)?;
+                let db = scale(&div(&mul(&da, &a_saved)?, &b_saved)?, -T::one());
+                Ok(vec![Some(da), Some(db)])
+            }),
+        ))
+    }
+
+    /// `a * b` element by element with PyTorch's broadcasting rules.
+    ///
+    /// # Errors
+    /// A shape error if the shapes do not broadcast.
     pub fn mul(&self, a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
         let y = mul(a.value(), b.value())?;
         let (a_saved, b_saved) = (a.shared_value(), b.shared_value());
