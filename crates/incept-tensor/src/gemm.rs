@@ -256,6 +256,161 @@ mod tests {
         assert_eq!(c, naive(m, k, n, &a, &b));
     }
 
+    /// Sizes on both sides of the micro-kernel tiles (16x16 for f32 and 8x8
+    /// for f64 with AVX-512, 8x8 and 8x4 with AVX2 in matrixmultiply 0.3) and
+    /// of its 64-row cache block.
+    const EDGE_SIZES: [usize; 13] = [1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65];
+
+    /// Every pair of storage orders for A and B: NN, NT, TN and TT.
+    const LAYOUTS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
+
+    /// Converts integer-valued f64 test data to `T` exactly.
+    fn cast<T: Float>(values: &[f64]) -> Vec<T> {
+        values.iter().map(|&x| T::from_f64(x)).collect()
+    }
+
+    /// An operand of a test product, stored either row-major or as its
+    /// transpose, which `view` reads back through `MatRef::t`.
+    struct Operand<T> {
+        data: Vec<T>,
+        rows: usize,
+        cols: usize,
+        transposed: bool,
+    }
+
+    impl<T: Float> Operand<T> {
+        /// Stores the row-major `rows x cols` matrix `values`, transposed in
+        /// memory when `transposed` is true.
+        fn new(values: &[f64], rows: usize, cols: usize, transposed: bool) -> Self {
+            let stored = if transposed {
+                let mut t = vec![0.0; values.len()];
+                for i in 0..rows {
+                    for j in 0..cols {
+                        t[j * rows + i] = values[i * cols + j];
+                    }
+                }
+                t
+            } else {
+                values.to_vec()
+            };
+            Operand { data: cast(&stored), rows, cols, transposed }
+        }
+
+        /// Returns a view of the `rows x cols` matrix, whatever its storage order.
+        fn view(&self) -> MatRef<'_, T> {
+            if self.transposed {
+                MatRef::row_major(&self.data, self.cols, self.rows).t()
+            } else {
+                MatRef::row_major(&self.data, self.rows, self.cols)
+            }
+        }
+    }
+
+    fn layout_name(a_transposed: bool, b_transposed: bool) -> String {
+        let letter = |transposed| if transposed { 'T' } else { 'N' };
+        format!("{}{}", letter(a_transposed), letter(b_transposed))
+    }
+
+    /// Checks `gemm` with `beta = 0` against the naive product for every
+    /// layout of A and B, starting from a C full of NaN.
+    fn check_layouts<T: Float>(m: usize, k: usize, n: usize) {
+        let a = ints(m * k, m + k);
+        let b = ints(k * n, k + n);
+        let expected = naive(m, k, n, &a, &b);
+        for (a_transposed, b_transposed) in LAYOUTS {
+            let layout = layout_name(a_transposed, b_transposed);
+            let a_op = Operand::<T>::new(&a, m, k, a_transposed);
+            let b_op = Operand::<T>::new(&b, k, n, b_transposed);
+            let mut c = vec![T::nan(); m * n];
+            gemm(T::one(), a_op.view(), b_op.view(), T::zero(), MatMut::row_major(&mut c, m, n));
+            let c: Vec<f64> = c.iter().map(|x| x.as_f64()).collect();
+            assert!(c.iter().all(|x| !x.is_nan()), "{} {layout} m={m} k={k} n={n}: NaN left in C", T::DTYPE);
+            assert_eq!(c, expected, "{} {layout} m={m} k={k} n={n}", T::DTYPE);
+        }
+    }
+
+    #[test]
+    fn gemm_layouts_on_tile_edges() {
+        // Each size appears once as m, once as k and once as n, paired with
+        // sizes four and eight places further on, instead of all 13^3 triples.
+        for (i, &m) in EDGE_SIZES.iter().enumerate() {
+            let k = EDGE_SIZES[(i + 4) % EDGE_SIZES.len()];
+            let n = EDGE_SIZES[(i + 8) % EDGE_SIZES.len()];
+            check_layouts::<f32>(m, k, n);
+            check_layouts::<f64>(m, k, n);
+        }
+    }
+
+    /// Checks `gemm` into a `C` view with row stride `n + padding`. The view
+    /// must be written in full and the padding columns must keep their sentinel.
+    fn check_strided_c<T: Float>(m: usize, k: usize, n: usize, padding: usize) {
+        let row_stride = n + padding;
+        let sentinel = T::from_f64(-999.0);
+        let a = ints(m * k, 9);
+        let b = ints(k * n, 10);
+        let expected = naive(m, k, n, &a, &b);
+        let (a_t, b_t) = (cast::<T>(&a), cast::<T>(&b));
+        let mut c = vec![sentinel; m * row_stride];
+        for row in c.chunks_exact_mut(row_stride) {
+            row[..n].fill(T::nan());
+        }
+        let c_view = MatMut::strided(&mut c, m, n, row_stride, 1);
+        gemm(T::one(), MatRef::row_major(&a_t, m, k), MatRef::row_major(&b_t, k, n), T::zero(), c_view);
+        for (i, row) in c.chunks_exact(row_stride).enumerate() {
+            let written: Vec<f64> = row[..n].iter().map(|x| x.as_f64()).collect();
+            assert_eq!(written, expected[i * n..(i + 1) * n], "{} row {i} of C, m={m} k={k} n={n}", T::DTYPE);
+            assert!(
+                row[n..].iter().all(|&x| x == sentinel),
+                "{} padding of row {i} was overwritten, m={m} k={k} n={n}",
+                T::DTYPE
+            );
+        }
+    }
+
+    #[test]
+    fn gemm_strided_c_keeps_padding() {
+        for &(m, k, n, padding) in &[(1, 1, 1, 1), (9, 7, 17, 3), (17, 33, 15, 5), (65, 16, 33, 7)] {
+            check_strided_c::<f32>(m, k, n, padding);
+            check_strided_c::<f64>(m, k, n, padding);
+        }
+    }
+
+    /// Checks `gemm_par` with `beta = 0` against the naive product for every
+    /// layout of A and B, starting from a C full of NaN.
+    fn check_gemm_par<T: Float>(m: usize, k: usize, n: usize) {
+        let a = ints(m * k, 11);
+        let b = ints(k * n, 12);
+        let expected = naive(m, k, n, &a, &b);
+        for (a_transposed, b_transposed) in LAYOUTS {
+            let layout = layout_name(a_transposed, b_transposed);
+            let a_op = Operand::<T>::new(&a, m, k, a_transposed);
+            let b_op = Operand::<T>::new(&b, k, n, b_transposed);
+            let mut c = vec![T::nan(); m * n];
+            gemm_par(T::one(), a_op.view(), b_op.view(), T::zero(), &mut c);
+            let c: Vec<f64> = c.iter().map(|x| x.as_f64()).collect();
+            assert_eq!(c, expected, "{} {layout} m={m} k={k} n={n}", T::DTYPE);
+        }
+    }
+
+    #[test]
+    fn gemm_par_above_parallel_threshold() {
+        // NOTE: with a single rayon worker (one CPU) this runs the serial path.
+        // The 67 rows split unevenly across two or three workers, and k = 257
+        // crosses matrixmultiply's 256-deep cache block.
+        let (m, k, n) = (67, 257, 129);
+        assert!(m * k * n >= PARALLEL_MIN_MACS, "{} MACs should reach the threshold", m * k * n);
+        check_gemm_par::<f32>(m, k, n);
+        check_gemm_par::<f64>(m, k, n);
+    }
+
+    #[test]
+    fn gemm_par_below_parallel_threshold() {
+        let (m, k, n) = (33, 17, 65);
+        assert!(m * k * n < PARALLEL_MIN_MACS, "{} MACs should stay below the threshold", m * k * n);
+        check_gemm_par::<f32>(m, k, n);
+        check_gemm_par::<f64>(m, k, n);
+    }
+
     #[test]
     #[should_panic(expected = "gemm: A is 2x3 but B is 4x2")]
     fn gemm_rejects_inner_dimension_mismatch() {
