@@ -268,6 +268,32 @@ fn broadcasting_arithmetic_gradients() {
 }
 
 #[test]
+fn reduction_and_matmul_gradients() {
+    for (i, (dims, axis)) in
+        [(vec![3, 4], 0), (vec![3, 4], 1), (vec![2, 3, 4], 1), (vec![5], 0), (vec![2, 1, 3], 2)].into_iter().enumerate()
+    {
+        let input = randn(&dims, 180 + i as u64);
+        for keepdim in [false, true] {
+            let report =
+                check_gradients(std::slice::from_ref(&input), STEP, |tape, v| tape.sum_axis(&v[0], axis, keepdim))
+                    .unwrap();
+            assert_passes(report, &format!("sum_axis {dims:?} axis {axis} keepdim {keepdim}"));
+            let report =
+                check_gradients(std::slice::from_ref(&input), STEP, |tape, v| tape.mean_axis(&v[0], axis, keepdim))
+                    .unwrap();
+            assert_passes(report, &format!("mean_axis {dims:?} axis {axis} keepdim {keepdim}"));
+        }
+    }
+    let forms: [(&[usize], &[usize]); 5] =
+        [(&[3, 4], &[4, 2]), (&[2, 3, 4], &[2, 4, 5]), (&[2, 3, 4], &[4, 5]), (&[1, 1], &[1, 1]), (&[4, 1], &[1, 3])];
+    for (i, (a, b)) in forms.into_iter().enumerate() {
+        let inputs = [randn(a, 190 + i as u64), randn(b, 200 + i as u64)];
+        let report = check_gradients(&inputs, STEP, |tape, v| tape.matmul(&v[0], &v[1])).unwrap();
+        assert_passes(report, &format!("matmul {a:?} x {b:?}"));
+    }
+}
+
+#[test]
 fn fan_out_and_diamond_accumulate() {
     // y = x * x uses x twice: dy/dx = 2x.
     let tape = Tape::<f64>::new();

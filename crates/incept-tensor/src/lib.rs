@@ -43,5 +43,6 @@ pub mod elementwise;
 pub mod linear;
 pub mod lrn;
 pub mod pool;
+pub mod reduce;
 pub mod reference;
 pub mod softmax;

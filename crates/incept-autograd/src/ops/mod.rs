@@ -9,3 +9,4 @@ mod linear;
 mod loss;
 mod lrn;
 mod pool;
+mod reduce;
