@@ -40,6 +40,7 @@ pub mod batch_norm;
 pub mod broadcast;
 pub mod conv;
 pub mod elementwise;
+pub mod layout;
 pub mod linear;
 pub mod lrn;
 pub mod pool;
