@@ -294,6 +294,17 @@ fn reduction_and_matmul_gradients() {
 }
 
 #[test]
+fn softmax_gradients() {
+    for (i, (dims, axis)) in
+        [(vec![3, 4], 1), (vec![3, 4], 0), (vec![2, 3, 4], 1), (vec![5], 0), (vec![2, 1, 3], 1)].into_iter().enumerate()
+    {
+        let input = Tensor::randn(dims.as_slice(), 0.0, 3.0, 210 + i as u64);
+        let report = check_gradients(&[input], STEP, |tape, v| tape.softmax(&v[0], axis)).unwrap();
+        assert_passes(report, &format!("softmax {dims:?} axis {axis}"));
+    }
+}
+
+#[test]
 fn fan_out_and_diamond_accumulate() {
     // y = x * x uses x twice: dy/dx = 2x.
     let tape = Tape::<f64>::new();

@@ -1,4 +1,5 @@
-//! Log-softmax and cross-entropy over the last axis of a `[N, C]` tensor.
+//! Softmax along any axis; log-softmax and cross-entropy over the last axis
+//! of a `[N, C]` tensor.
 
 use crate::{Float, Result, Tensor, TensorError};
 
@@ -87,6 +88,64 @@ pub fn cross_entropy_backward<T: Float>(probs: &Tensor<T>, targets: &[usize], dl
     for (row, &t) in dx.data_mut().chunks_exact_mut(c).zip(targets) {
         row[t] = row[t] - T::one();
         row.iter_mut().for_each(|v| *v = *v * scale);
+    }
+    Ok(dx)
+}
+
+/// Sizes `(outer, len, inner)` around `axis`, rejecting an out-of-range or
+/// empty axis.
+fn around_axis(op: &'static str, dims: &[usize], axis: usize) -> Result<(usize, usize, usize)> {
+    if axis >= dims.len() || dims[axis] == 0 {
+        return Err(TensorError::invalid(op, format!("axis {axis} of shape {dims:?} is out of range or empty")));
+    }
+    Ok((dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product()))
+}
+
+/// `exp(x - max) / sum(exp(x - max))` along `axis`; subtracting the maximum
+/// keeps logits that are far apart (1e4, say) from overflowing.
+///
+/// PyTorch equivalent: `torch.softmax(x, dim=axis)`.
+///
+/// # Errors
+/// [`TensorError::InvalidArgument`] if `axis` is out of range or empty.
+pub fn softmax<T: Float>(x: &Tensor<T>, axis: usize) -> Result<Tensor<T>> {
+    let (outer, len, inner) = around_axis("softmax", x.dims(), axis)?;
+    let mut y = x.clone();
+    let data = y.data_mut();
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |l: usize| (o * len + l) * inner + i;
+            let max = (0..len).map(|l| data[at(l)]).fold(T::neg_infinity(), T::max);
+            let mut total = T::zero();
+            for l in 0..len {
+                data[at(l)] = (data[at(l)] - max).exp();
+                total = total + data[at(l)];
+            }
+            for l in 0..len {
+                data[at(l)] = data[at(l)] / total;
+            }
+        }
+    }
+    Ok(y)
+}
+
+/// Gradient of [`softmax`] given its output `y`:
+/// `dx = y * (dy - sum(dy * y))`, the sum along `axis`.
+///
+/// # Errors
+/// [`TensorError`] if the shapes differ or `axis` is out of range or empty.
+pub fn softmax_backward<T: Float>(y: &Tensor<T>, dy: &Tensor<T>, axis: usize) -> Result<Tensor<T>> {
+    let (outer, len, inner) = around_axis("softmax_backward", y.dims(), axis)?;
+    y.expect_same_shape("softmax_backward", dy)?;
+    let mut dx = dy.clone();
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |l: usize| (o * len + l) * inner + i;
+            let dot: T = (0..len).map(|l| dy.data()[at(l)] * y.data()[at(l)]).sum();
+            for l in 0..len {
+                dx.data_mut()[at(l)] = y.data()[at(l)] * (dy.data()[at(l)] - dot);
+            }
+        }
     }
     Ok(dx)
 }

@@ -9,7 +9,7 @@ use incept_tensor::pool::{
     Pool2dParams, adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
     max_pool2d_backward, max_pool2d_indices,
 };
-use incept_tensor::softmax::{cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward};
+use incept_tensor::softmax::{cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward, softmax};
 use incept_tensor::{Tensor, TensorError, reference};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -569,6 +569,27 @@ fn log_softmax_and_cross_entropy_match_reference() {
     let err = cross_entropy(&x, &[3]).unwrap_err();
     assert!(err.to_string().contains("target 3"), "{err}");
     assert!(cross_entropy(&x, &[0, 1]).is_err());
+}
+
+#[test]
+fn softmax_along_any_axis() {
+    let x = Tensor::<f64>::randn([2, 3, 4], 0.0, 2.0, 1100);
+    for axis in 0..3 {
+        let y = softmax(&x, axis).unwrap();
+        let exp_sum = incept_tensor::reduce::sum_axis(&y, axis, false).unwrap();
+        assert!(exp_sum.data().iter().all(|s| (s - 1.0).abs() < 1e-12), "axis {axis} sums to one");
+    }
+    // Along the last axis it is exp(log_softmax) of each row.
+    let rows = Tensor::<f64>::randn([3, 5], 0.0, 2.0, 1101);
+    let expected = reference::log_softmax(&rows);
+    let got = softmax(&rows, 1).unwrap();
+    for (a, b) in got.data().iter().zip(expected.data()) {
+        assert!((a - b.exp()).abs() < 1e-12);
+    }
+    // Logits 1e4 apart neither overflow nor produce NaN.
+    let far = Tensor::<f32>::from_vec(vec![0.0, 1e4, -1e4], [1, 3]).unwrap();
+    assert_eq!(softmax(&far, 1).unwrap().data(), &[0.0, 1.0, 0.0]);
+    assert!(softmax(&far, 2).is_err());
 }
 
 #[test]

@@ -2,7 +2,9 @@
 
 use std::rc::Rc;
 
-use incept_tensor::softmax::{cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward};
+use incept_tensor::softmax::{
+    cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward, softmax, softmax_backward,
+};
 use incept_tensor::{Float, Tensor};
 
 use crate::{Result, Tape, Var};
@@ -16,6 +18,16 @@ impl<T: Float> Tape<T> {
         let y = Rc::new(log_softmax(x.value())?);
         let y_saved = Rc::clone(&y);
         Ok(self.record(y, &[x], Box::new(move |dy: &Tensor<T>| Ok(vec![Some(log_softmax_backward(&y_saved, dy)?)]))))
+    }
+
+    /// Softmax along `axis`; the backward pass shares the output.
+    ///
+    /// # Errors
+    /// As [`incept_tensor::softmax::softmax`].
+    pub fn softmax(&self, x: &Var<T>, axis: usize) -> Result<Var<T>> {
+        let y = Rc::new(softmax(x.value(), axis)?);
+        let y_saved = Rc::clone(&y);
+        Ok(self.record(y, &[x], Box::new(move |dy: &Tensor<T>| Ok(vec![Some(softmax_backward(&y_saved, dy, axis)?)]))))
     }
 
     /// Mean cross-entropy of `[N, C]` logits against class indices: a scalar.
