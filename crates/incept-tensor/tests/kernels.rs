@@ -7,7 +7,7 @@ use incept_tensor::linear::{linear, linear_backward};
 use incept_tensor::lrn::{LrnParams, lrn};
 use incept_tensor::pool::{
     Pool2dParams, adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
-    max_pool2d_backward, max_pool2d_indices,
+    max_pool2d_backward, max_pool2d_with_indices,
 };
 use incept_tensor::softmax::{cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward, softmax};
 use incept_tensor::{Tensor, TensorError, reference};
@@ -265,10 +265,14 @@ fn max_pool2d_matches_reference() {
         let (expected, expected_idx) = reference::max_pool2d(&x, params);
         let got = max_pool2d(&x, params).unwrap();
         assert_close(&got, &expected, 0.0, 0.0, &format!("{dims:?} {params:?}"));
-        assert_eq!(max_pool2d_indices(&x, params).unwrap(), expected_idx, "{dims:?} {params:?}");
+        assert_eq!(max_pool2d_with_indices(&x, params).unwrap().indices, expected_idx, "{dims:?} {params:?}");
         let got32 = max_pool2d(&x.cast::<f32>(), params).unwrap();
         assert_close(&got32.cast(), &expected.cast::<f32>().cast(), 0.0, 0.0, &format!("f32 {dims:?} {params:?}"));
-        assert_eq!(max_pool2d_indices(&x.cast::<f32>(), params).unwrap(), expected_idx, "f32 {dims:?} {params:?}");
+        assert_eq!(
+            max_pool2d_with_indices(&x.cast::<f32>(), params).unwrap().indices,
+            expected_idx,
+            "f32 {dims:?} {params:?}"
+        );
     }
 }
 
@@ -276,13 +280,14 @@ fn max_pool2d_matches_reference() {
 fn max_pool2d_backward_routes_to_argmax() {
     for (i, (dims, params)) in pool_cases().into_iter().enumerate() {
         let x = randn(&dims, 80 + i as u64);
-        let out = max_pool2d(&x, params).unwrap();
-        let dy = randn(out.dims(), 90 + i as u64);
-        let dx = max_pool2d_backward(&x, &dy, params).unwrap();
+        let out = max_pool2d_with_indices(&x, params).unwrap();
+        assert_eq!(out.output, max_pool2d(&x, params).unwrap(), "values with and without indices agree");
+        let dy = randn(out.output.dims(), 90 + i as u64);
+        let dx = max_pool2d_backward(&dy, &out.indices, &dims).unwrap();
         // Reference: scatter-add dy onto the reference argmax.
         let (_, idx) = reference::max_pool2d(&x, params);
         let mut expected = Tensor::<f64>::zeros(dims);
-        let (plane_in, plane_out) = (dims[2] * dims[3], out.dims()[2] * out.dims()[3]);
+        let (plane_in, plane_out) = (dims[2] * dims[3], out.output.dims()[2] * out.output.dims()[3]);
         for (o, (&g, &k)) in dy.data().iter().zip(&idx).enumerate() {
             expected.data_mut()[(o / plane_out) * plane_in + k as usize] += g;
         }
@@ -294,8 +299,9 @@ fn max_pool2d_backward_routes_to_argmax() {
 fn max_pool2d_ties_go_to_first_element() {
     let x = Tensor::<f32>::from_vec(vec![1.0, 1.0, 1.0, 1.0], [1, 1, 2, 2]).unwrap();
     let params = Pool2dParams::new(2, 2, 0, false);
-    assert_eq!(max_pool2d_indices(&x, params).unwrap(), vec![0]);
-    let dx = max_pool2d_backward(&x, &Tensor::<f32>::ones([1, 1, 1, 1]), params).unwrap();
+    let indices = max_pool2d_with_indices(&x, params).unwrap().indices;
+    assert_eq!(indices, vec![0]);
+    let dx = max_pool2d_backward(&Tensor::<f32>::ones([1, 1, 1, 1]), &indices, x.dims()).unwrap();
     assert_eq!(dx.data(), &[1.0, 0.0, 0.0, 0.0]);
 }
 
@@ -304,9 +310,9 @@ fn max_pool2d_ties_and_infinities_with_stride_one() {
     let params = Pool2dParams::new(3, 1, 1, true);
     let flat = Tensor::<f32>::full([1, 1, 3, 3], 2.0);
     // Each window's first input element in row-major order wins a tie.
-    assert_eq!(max_pool2d_indices(&flat, params).unwrap(), vec![0, 0, 1, 0, 0, 1, 3, 3, 4]);
+    assert_eq!(max_pool2d_with_indices(&flat, params).unwrap().indices, vec![0, 0, 1, 0, 0, 1, 3, 3, 4]);
     let low = Tensor::<f32>::full([1, 1, 3, 3], f32::NEG_INFINITY);
-    assert_eq!(max_pool2d_indices(&low, params).unwrap(), vec![0, 0, 1, 0, 0, 1, 3, 3, 4]);
+    assert_eq!(max_pool2d_with_indices(&low, params).unwrap().indices, vec![0, 0, 1, 0, 0, 1, 3, 3, 4]);
     assert!(max_pool2d(&low, params).unwrap().data().iter().all(|&v| v == f32::NEG_INFINITY));
 }
 
@@ -318,7 +324,7 @@ fn max_pool2d_propagates_nan_like_pytorch() {
     let got = max_pool2d(&x, params).unwrap();
     let (expected, expected_idx) = reference::max_pool2d(&x, params);
     // Windows 0, 1 and 2 contain a NaN; the last NaN in window order wins.
-    let indices = max_pool2d_indices(&x, params).unwrap();
+    let indices = max_pool2d_with_indices(&x, params).unwrap().indices;
     assert_eq!(indices, vec![3, 1, 3, 8]);
     assert_eq!(indices, expected_idx);
     assert!(got.data()[..3].iter().all(|v| v.is_nan()));

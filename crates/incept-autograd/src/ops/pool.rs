@@ -2,26 +2,30 @@
 
 use incept_tensor::pool::{
     Pool2dParams, adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
-    max_pool2d_backward,
+    max_pool2d_backward, max_pool2d_with_indices,
 };
 use incept_tensor::{Float, Tensor};
 
 use crate::{Result, Tape, Var};
 
 impl<T: Float> Tape<T> {
-    /// 2-D max pooling. The backward pass keeps the input and finds each
-    /// window's winner again; among tied maxima the first in row-major window
-    /// order receives the whole gradient.
+    /// 2-D max pooling. When the pass is recorded, the forward pass also
+    /// stores the index of each window's winner for the backward pass; among
+    /// tied maxima the first in row-major window order receives the whole
+    /// gradient. Unrecorded (inference), it computes the values only.
     ///
     /// # Errors
     /// As [`incept_tensor::pool::max_pool2d`].
     pub fn max_pool2d(&self, x: &Var<T>, params: Pool2dParams) -> Result<Var<T>> {
-        let y = max_pool2d(x.value(), params)?;
-        let x_saved = x.shared_value();
+        if !(self.is_recording() && x.requires_grad()) {
+            return Ok(Var::constant(max_pool2d(x.value(), params)?));
+        }
+        let out = max_pool2d_with_indices(x.value(), params)?;
+        let (indices, input_dims) = (out.indices, x.dims().to_vec());
         Ok(self.record(
-            y,
+            out.output,
             &[x],
-            Box::new(move |dy: &Tensor<T>| Ok(vec![Some(max_pool2d_backward(&x_saved, dy, params)?)])),
+            Box::new(move |dy: &Tensor<T>| Ok(vec![Some(max_pool2d_backward(dy, &indices, &input_dims)?)])),
         ))
     }
 

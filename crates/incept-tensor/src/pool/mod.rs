@@ -250,41 +250,6 @@ fn winners_by_value<T: Float>(plane: &[T], best: &[T], indices: &mut [u32], size
     }
 }
 
-/// Finds the winners of every window of one plane: the vectorised scan for
-/// NaN-free planes, the exact per-window scan otherwise.
-fn plane_winners<T: Float>(
-    plane: &[T],
-    scratch: &mut WinnerScratch<T>,
-    indices: &mut [u32],
-    sizes: PlaneSizes,
-    params: &Pool2dParams,
-    tap_columns: &[Range<usize>],
-) {
-    if plane.iter().any(|v| v.is_nan()) {
-        argmax_plane(plane, indices, sizes, params);
-        return;
-    }
-    scratch.best.resize(indices.len(), T::zero());
-    if params.stride == (1, 1) {
-        max_plane_stride1(plane, &mut scratch.best, sizes, params, &mut scratch.stride1);
-    } else {
-        max_plane(plane, &mut scratch.best, sizes, params, tap_columns);
-    }
-    winners_by_value(plane, &scratch.best, indices, sizes, params);
-}
-
-/// Per-worker buffers of [`plane_winners`].
-struct WinnerScratch<T> {
-    best: Vec<T>,
-    stride1: Stride1Scratch<T>,
-}
-
-impl<T> Default for WinnerScratch<T> {
-    fn default() -> Self {
-        WinnerScratch { best: Vec::new(), stride1: Stride1Scratch::default() }
-    }
-}
-
 /// Output columns of a row that each horizontal window tap reaches inside
 /// the input; the same for every row and every plane.
 fn tap_columns(sizes: PlaneSizes, params: &Pool2dParams) -> Vec<Range<usize>> {
@@ -292,66 +257,101 @@ fn tap_columns(sizes: PlaneSizes, params: &Pool2dParams) -> Vec<Range<usize>> {
     (0..params.kernel.1).map(|j| valid_outputs(sizes.w_out, stride, j, padding, sizes.w_in)).collect()
 }
 
-/// The index within its `H x W` input plane (`y * W + x`) of the element
-/// that [`max_pool2d`] selects for each output, as PyTorch's
-/// `return_indices=True` reports it. Among tied maxima the first in
-/// row-major window order wins; with NaN in a window, the last NaN.
+/// The result of [`max_pool2d_with_indices`].
+#[derive(Clone, Debug)]
+pub struct MaxPoolOutput<T: Float> {
+    /// Pooled values, `[N, C, H_out, W_out]`.
+    pub output: Tensor<T>,
+    /// For each output, the index within its `H x W` input plane (`y * W + x`)
+    /// of the element that won its window, as PyTorch's `return_indices=True`
+    /// reports it: the first of tied maxima in row-major window order, or
+    /// the last NaN.
+    pub indices: Vec<u32>,
+}
+
+/// [`max_pool2d`] that also returns the index of each window's winner,
+/// which [`max_pool2d_backward`] needs.
+///
+/// PyTorch equivalent: `torch.nn.functional.max_pool2d(..., return_indices=True)`.
 ///
 /// # Errors
 /// As [`max_pool2d`].
-pub fn max_pool2d_indices<T: Float>(x: &Tensor<T>, params: Pool2dParams) -> Result<Vec<u32>> {
-    let (planes, sizes) = max_pool_sizes("max_pool2d_indices", x, params)?;
+pub fn max_pool2d_with_indices<T: Float>(x: &Tensor<T>, params: Pool2dParams) -> Result<MaxPoolOutput<T>> {
+    let (planes, sizes) = max_pool_sizes("max_pool2d_with_indices", x, params)?;
     let (in_plane, out_plane) = (sizes.h_in * sizes.w_in, sizes.h_out * sizes.w_out);
+    let mut output = Tensor::zeros([x.dims()[0], x.dims()[1], sizes.h_out, sizes.w_out]);
     let mut indices = vec![0u32; planes * out_plane];
-    if planes > 0 && in_plane > 0 {
-        let tap_columns = tap_columns(sizes, &params);
-        indices
-            .par_chunks_mut(out_plane)
-            .zip(x.data().par_chunks(in_plane))
-            .for_each_init(WinnerScratch::default, |scratch, (indices, plane)| {
-                plane_winners(plane, scratch, indices, sizes, &params, &tap_columns)
-            });
-    }
-    Ok(indices)
-}
-
-/// Gradient of [`max_pool2d`]: each output gradient goes to the element that
-/// won its window (see [`max_pool2d_indices`]); overlapping windows
-/// accumulate. The winners are found again from `x`, so the forward pass
-/// stores nothing but its input.
-///
-/// # Errors
-/// As [`max_pool2d`], and a shape error if `dy` does not have the output shape.
-pub fn max_pool2d_backward<T: Float>(x: &Tensor<T>, dy: &Tensor<T>, params: Pool2dParams) -> Result<Tensor<T>> {
-    let op = "max_pool2d_backward";
-    let (planes, sizes) = max_pool_sizes(op, x, params)?;
-    let expected = [x.dims()[0], x.dims()[1], sizes.h_out, sizes.w_out];
-    if dy.dims() != expected {
-        return Err(TensorError::mismatch(
-            op,
-            &[x.dims(), dy.dims()],
-            format!("the output gradient must have the output shape {expected:?}"),
-        ));
-    }
-    let (in_plane, out_plane) = (sizes.h_in * sizes.w_in, sizes.h_out * sizes.w_out);
-    let mut dx = Tensor::zeros(x.dims());
     if planes == 0 || in_plane == 0 || out_plane == 0 {
-        return Ok(dx);
+        return Ok(MaxPoolOutput { output, indices });
     }
     let tap_columns = tap_columns(sizes, &params);
+    output
+        .data_mut()
+        .par_chunks_mut(out_plane)
+        .zip(indices.par_chunks_mut(out_plane))
+        .zip(x.data().par_chunks(in_plane))
+        .for_each_init(Stride1Scratch::default, |scratch, ((y, indices), plane)| {
+            if plane.iter().any(|v| v.is_nan()) {
+                argmax_plane(plane, indices, sizes, &params);
+                for (y, &i) in y.iter_mut().zip(indices.iter()) {
+                    *y = plane[i as usize];
+                }
+                return;
+            }
+            // Values first with the vectorised loops, then each window's
+            // first element equal to its maximum.
+            if params.stride == (1, 1) {
+                max_plane_stride1(plane, y, sizes, &params, scratch);
+            } else {
+                max_plane(plane, y, sizes, &params, &tap_columns);
+            }
+            winners_by_value(plane, y, indices, sizes, &params);
+        });
+    Ok(MaxPoolOutput { output, indices })
+}
+
+/// Gradient of max pooling: each output gradient goes to the input element
+/// that won its window, given by the `indices` of
+/// [`max_pool2d_with_indices`]; overlapping windows accumulate.
+///
+/// # Errors
+/// [`TensorError`] if `input_dims` is not 4-D, `dy` does not have the same
+/// batch and channels, or `indices` does not have one entry per element of
+/// `dy` inside the input plane.
+pub fn max_pool2d_backward<T: Float>(dy: &Tensor<T>, indices: &[u32], input_dims: &[usize]) -> Result<Tensor<T>> {
+    let op = "max_pool2d_backward";
+    let &[n, c, h_in, w_in] = input_dims else {
+        return Err(TensorError::Rank { op, expected: 4, shape: input_dims.to_vec() });
+    };
+    let [dn, dc, h_out, w_out] = expect_nchw(op, dy)?;
+    if (dn, dc) != (n, c) || indices.len() != dy.numel() {
+        return Err(TensorError::mismatch(
+            op,
+            &[input_dims, dy.dims()],
+            format!(
+                "the output gradient must be [{n}, {c}, H_out, W_out] with one index per element ({} given)",
+                indices.len()
+            ),
+        ));
+    }
+    let in_plane = h_in * w_in;
+    if let Some(&bad) = indices.iter().find(|&&i| i as usize >= in_plane) {
+        return Err(TensorError::invalid(op, format!("index {bad} is outside the {h_in}x{w_in} input plane")));
+    }
+    let mut dx = Tensor::zeros(input_dims);
+    let out_plane = h_out * w_out;
+    if in_plane == 0 || out_plane == 0 {
+        return Ok(dx);
+    }
     dx.data_mut()
         .par_chunks_mut(in_plane)
-        .zip(x.data().par_chunks(in_plane))
         .zip(dy.data().par_chunks(out_plane))
-        .for_each_init(
-            || (vec![0u32; out_plane], WinnerScratch::default()),
-            |(indices, scratch), ((dx, plane), dy)| {
-                plane_winners(plane, scratch, indices, sizes, &params, &tap_columns);
-                for (&g, &i) in dy.iter().zip(indices.iter()) {
-                    dx[i as usize] = dx[i as usize] + g;
-                }
-            },
-        );
+        .zip(indices.par_chunks(out_plane))
+        .for_each(|((dx, dy), indices)| {
+            for (&g, &i) in dy.iter().zip(indices) {
+                dx[i as usize] = dx[i as usize] + g;
+            }
+        });
     Ok(dx)
 }
 
