@@ -399,7 +399,7 @@ fn backward_image<T: Float>(
         let cols_mat = MatRef::row_major(&cols[group * k * n..(group + 1) * k * n], k, n);
         // dW_g[c_out/groups x K_g] += dY_n,g[c_out/groups x P] * cols_g^T[P x K_g]
         let dw = &mut acc.weight[group * m * k..(group + 1) * m * k];
-        gemm(T::one(), dy_mat, cols_mat.t(), T::one(), MatMut::row_major(dw, m, k));
+        gemm_par(T::one(), dy_mat, cols_mat.t(), T::one(), dw);
     }
     let Some(dx) = dx else { return };
     if !g.pointwise() {
@@ -411,7 +411,7 @@ fn backward_image<T: Float>(
         // dcols_g[K_g x P] = W_g^T[K_g x c_out/groups] * dY_n,g[c_out/groups x P];
         // for a pointwise convolution dcols is dX_n itself.
         let dcols = if g.pointwise() { &mut *dx } else { &mut acc.dcols[..] };
-        gemm(T::one(), w_t, dy_mat, T::zero(), MatMut::row_major(&mut dcols[group * k * n..(group + 1) * k * n], k, n));
+        gemm_par(T::one(), w_t, dy_mat, T::zero(), &mut dcols[group * k * n..(group + 1) * k * n]);
     }
     if !g.pointwise() {
         dx.fill(T::zero());
@@ -460,6 +460,14 @@ pub fn conv2d_backward<T: Float>(
         // every run whatever the thread count or scheduling.
         let images_per_chunk = g.batch.div_ceil(BACKWARD_CHUNKS);
         let chunk_sums: Vec<BackwardAcc<T>> = match dx.as_mut() {
+            // One image: run it on this thread, so that its GEMMs split their
+            // rows across the workers (inside a worker they run serially).
+            _ if g.batch == 1 => {
+                let mut acc = BackwardAcc::new(&g);
+                let dx = dx.as_mut().map(|dx| dx.data_mut());
+                backward_image(&g, x_data, w_data, dy_data, dx, &mut acc);
+                vec![acc]
+            }
             Some(dx) => dx
                 .data_mut()
                 .par_chunks_mut(g.in_plane() * images_per_chunk)
