@@ -305,6 +305,29 @@ fn softmax_gradients() {
 }
 
 #[test]
+fn unary_math_gradients() {
+    for (i, dims) in [vec![4], vec![2, 3], vec![2, 1, 3], vec![1, 1], vec![3, 2, 2]].into_iter().enumerate() {
+        let any = randn(&dims, 220 + i as u64);
+        let positive = Tensor::rand_uniform(dims.as_slice(), 0.5, 3.0, 230 + i as u64);
+        let report =
+            check_gradients(std::slice::from_ref(&any), STEP, |tape, v| Ok::<_, AutogradError>(tape.exp(&v[0])))
+                .unwrap();
+        assert_passes(report, &format!("exp {dims:?}"));
+        let report = check_gradients(std::slice::from_ref(&any), STEP, |tape, v| {
+            Ok::<_, AutogradError>(tape.add_scalar(&v[0], 1.5))
+        })
+        .unwrap();
+        assert_passes(report, &format!("add_scalar {dims:?}"));
+        let report =
+            check_gradients(std::slice::from_ref(&positive), STEP, |tape, v| Ok::<_, AutogradError>(tape.ln(&v[0])))
+                .unwrap();
+        assert_passes(report, &format!("ln {dims:?}"));
+        let report = check_gradients(&[positive], STEP, |tape, v| Ok::<_, AutogradError>(tape.sqrt(&v[0]))).unwrap();
+        assert_passes(report, &format!("sqrt {dims:?}"));
+    }
+}
+
+#[test]
 fn fan_out_and_diamond_accumulate() {
     // y = x * x uses x twice: dy/dx = 2x.
     let tape = Tape::<f64>::new();

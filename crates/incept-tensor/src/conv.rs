@@ -245,13 +245,13 @@ fn col2im<T: Float>(g: &ConvGeometry, cols: &[T], x: &mut [T]) {
     }
 }
 
-/// Computes the output of one image: `Y_n = W * cols (+ bias)`, one GEMM
-/// per channel group.
+/// Computes the output of one image: `Y_n = W * cols`, one GEMM per channel
+/// group, then the epilogue (bias, ReLU).
 fn forward_image<T: Float>(
     g: &ConvGeometry,
     x: &[T],
     weight: &[T],
-    bias: Option<&[T]>,
+    epilogue: Epilogue<'_, T>,
     cols: &mut Vec<T>,
     y: &mut [T],
     split_rows: bool,
@@ -277,11 +277,33 @@ fn forward_image<T: Float>(
             gemm(T::one(), w, b, T::zero(), MatMut::row_major(y, m, n));
         }
     }
-    if let Some(bias) = bias {
-        for (plane, &b) in y.chunks_exact_mut(n).zip(bias) {
-            plane.iter_mut().for_each(|v| *v = *v + b);
+    // Bias and ReLU while the output block is still in cache.
+    match (epilogue.bias, epilogue.relu) {
+        (Some(bias), false) => {
+            for (plane, &b) in y.chunks_exact_mut(n).zip(bias) {
+                plane.iter_mut().for_each(|v| *v = *v + b);
+            }
         }
+        (Some(bias), true) => {
+            for (plane, &b) in y.chunks_exact_mut(n).zip(bias) {
+                plane.iter_mut().for_each(|v| *v = relu_of(*v + b));
+            }
+        }
+        (None, true) => y.iter_mut().for_each(|v| *v = relu_of(*v)),
+        (None, false) => {}
     }
+}
+
+/// What the forward pass applies to each output block after its GEMM.
+#[derive(Clone, Copy)]
+struct Epilogue<'a, T> {
+    bias: Option<&'a [T]>,
+    relu: bool,
+}
+
+/// `max(v, 0)` that keeps NaN, like [`crate::elementwise::relu`].
+fn relu_of<T: Float>(v: T) -> T {
+    if v < T::zero() { T::zero() } else { v }
 }
 
 /// 2-D cross-correlation of `x` (`[N, C_in, H, W]`) with `weight`
@@ -304,11 +326,38 @@ pub fn conv2d<T: Float>(
     bias: Option<&Tensor<T>>,
     params: Conv2dParams,
 ) -> Result<Tensor<T>> {
-    let g = ConvGeometry::new("conv2d", x, weight, params)?;
+    conv2d_impl("conv2d", x, weight, bias, params, false)
+}
+
+/// [`conv2d`] followed by ReLU, applied while each output block is still in
+/// cache: `max(conv2d(x, weight, bias), 0)`.
+///
+/// PyTorch equivalent: `torch.relu(torch.nn.functional.conv2d(...))`.
+///
+/// # Errors
+/// As [`conv2d`].
+pub fn conv2d_relu<T: Float>(
+    x: &Tensor<T>,
+    weight: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    params: Conv2dParams,
+) -> Result<Tensor<T>> {
+    conv2d_impl("conv2d_relu", x, weight, bias, params, true)
+}
+
+fn conv2d_impl<T: Float>(
+    op: &'static str,
+    x: &Tensor<T>,
+    weight: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    params: Conv2dParams,
+    relu: bool,
+) -> Result<Tensor<T>> {
+    let g = ConvGeometry::new(op, x, weight, params)?;
     if let Some(bias) = bias {
         if bias.dims() != [g.c_out] {
             return Err(TensorError::mismatch(
-                "conv2d",
+                op,
                 &[weight.dims(), bias.dims()],
                 format!("the bias must have shape [{}] (one value per output channel)", g.c_out),
             ));
@@ -319,16 +368,16 @@ pub fn conv2d<T: Float>(
     if out_len == 0 || g.batch == 0 {
         return Ok(y);
     }
-    let bias = bias.map(|b| b.data());
+    let epilogue = Epilogue { bias: bias.map(|b| b.data()), relu };
     let (x, weight) = (x.data(), weight.data());
     if g.batch == 1 {
         let mut cols = Vec::new();
-        forward_image(&g, x, weight, bias, &mut cols, y.data_mut(), true);
+        forward_image(&g, x, weight, epilogue, &mut cols, y.data_mut(), true);
     } else {
         y.data_mut().par_chunks_mut(out_len).zip(x.par_chunks(g.in_plane())).for_each_init(
             Vec::new,
             |cols, (y_n, x_n)| {
-                forward_image(&g, x_n, weight, bias, cols, y_n, false);
+                forward_image(&g, x_n, weight, epilogue, cols, y_n, false);
             },
         );
     }

@@ -83,6 +83,26 @@ pub fn scale<T: Float>(a: &Tensor<T>, alpha: T) -> Tensor<T> {
     map(a, |x| alpha * x)
 }
 
+/// `x + alpha`.
+pub fn add_scalar<T: Float>(a: &Tensor<T>, alpha: T) -> Tensor<T> {
+    map(a, |x| x + alpha)
+}
+
+/// `e^x` element by element.
+pub fn exp<T: Float>(a: &Tensor<T>) -> Tensor<T> {
+    map(a, T::exp)
+}
+
+/// Natural logarithm element by element: `-inf` at 0 and NaN below, as in IEEE 754.
+pub fn ln<T: Float>(a: &Tensor<T>) -> Tensor<T> {
+    map(a, T::ln)
+}
+
+/// Square root element by element: NaN for negative inputs, as in IEEE 754.
+pub fn sqrt<T: Float>(a: &Tensor<T>) -> Tensor<T> {
+    map(a, T::sqrt)
+}
+
 /// `max(x, 0)`. A NaN input stays NaN.
 pub fn relu<T: Float>(x: &Tensor<T>) -> Tensor<T> {
     map(x, |v| if v < T::zero() { T::zero() } else { v })
@@ -100,6 +120,32 @@ pub fn relu_backward<T: Float>(y: &Tensor<T>, dy: &Tensor<T>) -> Result<Tensor<T
 /// Sum of all elements, accumulated in f64.
 pub fn sum_all<T: Float>(x: &Tensor<T>) -> T {
     T::from_f64(x.data().iter().map(|v| v.as_f64()).sum())
+}
+
+/// Mean of all elements, accumulated in f64; NaN for an empty tensor, as in PyTorch.
+pub fn mean_all<T: Float>(x: &Tensor<T>) -> T {
+    T::from_f64(x.data().iter().map(|v| v.as_f64()).sum::<f64>() / x.numel() as f64)
+}
+
+/// Largest element; NaN if any element is NaN, as in PyTorch.
+///
+/// # Errors
+/// [`TensorError::InvalidArgument`] for an empty tensor, which has no maximum.
+pub fn max_all<T: Float>(x: &Tensor<T>) -> Result<T> {
+    let (&first, rest) = x
+        .data()
+        .split_first()
+        .ok_or_else(|| TensorError::invalid("max_all", format!("shape {:?} is empty and has no maximum", x.dims())))?;
+    let mut best = first;
+    for &v in rest {
+        if best.is_nan() {
+            break;
+        }
+        if v > best || v.is_nan() {
+            best = v;
+        }
+    }
+    Ok(best)
 }
 
 /// An inverted-dropout mask: each element is 0 with probability `p` and

@@ -110,3 +110,31 @@ pub fn concat<T: Float>(xs: &[&Tensor<T>], axis: usize) -> Result<Tensor<T>> {
     }
     Tensor::from_vec(data, dims)
 }
+
+/// Splits `x` along `axis` into consecutive pieces of the given sizes, the
+/// inverse of [`concat`].
+///
+/// PyTorch equivalent: `torch.split(x, sizes, dim=axis)`.
+///
+/// # Errors
+/// [`TensorError::InvalidArgument`] if `axis` is out of range or the sizes
+/// do not add up to the axis size.
+pub fn split<T: Float>(x: &Tensor<T>, axis: usize, sizes: &[usize]) -> Result<Vec<Tensor<T>>> {
+    let (_, size, _) = around("split", x.dims(), axis)?;
+    let total = sizes.iter().try_fold(0usize, |acc, &s| acc.checked_add(s));
+    if total != Some(size) {
+        return Err(TensorError::invalid(
+            "split",
+            format!("sizes {sizes:?} must add up to {size}, the size of axis {axis} of {:?}", x.dims()),
+        ));
+    }
+    let mut start = 0;
+    sizes
+        .iter()
+        .map(|&len| {
+            let piece = slice_axis(x, axis, start, len);
+            start += len;
+            piece
+        })
+        .collect()
+}

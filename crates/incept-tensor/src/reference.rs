@@ -289,3 +289,15 @@ pub fn avg_pool2d(x: &Tensor<f64>, p: Pool2dParams, count_include_pad: bool) -> 
     }
     y
 }
+
+/// Triple-loop matrix product of `[m, k]` and `[k, n]`.
+pub fn matmul(a: &Tensor<f64>, b: &Tensor<f64>) -> Tensor<f64> {
+    let (m, k, n) = (a.dims()[0], a.dims()[1], b.dims()[1]);
+    let mut c = Tensor::zeros([m, n]);
+    for i in 0..m {
+        for j in 0..n {
+            c.data_mut()[i * n + j] = (0..k).map(|p| a.data()[i * k + p] * b.data()[p * n + j]).sum();
+        }
+    }
+    c
+}

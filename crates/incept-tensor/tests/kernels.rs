@@ -1,8 +1,10 @@
 //! Fast kernels against the naive reference kernels, on random and edge-case shapes.
 
 use incept_tensor::batch_norm::{batch_norm2d_backward, batch_norm2d_eval, batch_norm2d_train, update_running_stats};
-use incept_tensor::conv::{Conv2dParams, conv2d, conv2d_backward};
-use incept_tensor::elementwise::{concat_channels, dropout_mask, relu, relu_backward, slice_channels};
+use incept_tensor::conv::{Conv2dParams, conv2d, conv2d_backward, conv2d_relu};
+use incept_tensor::elementwise::{
+    add_scalar, concat_channels, dropout_mask, exp, ln, max_all, mean_all, relu, relu_backward, slice_channels, sqrt,
+};
 use incept_tensor::linear::{linear, linear_backward};
 use incept_tensor::lrn::{LrnParams, lrn};
 use incept_tensor::pool::{
@@ -116,6 +118,23 @@ fn conv2d_forward_matches_reference() {
         assert_close(&got, &expected, 1e-12, 1e-12, &format!("f64 {case:?}"));
         let got32 = conv2d(&x.cast::<f32>(), &w.cast(), Some(&b.cast()), case.params).unwrap();
         assert_close(&got32.cast(), &expected, 1e-4, 1e-4, &format!("f32 {case:?}"));
+    }
+}
+
+#[test]
+fn conv2d_relu_matches_reference() {
+    for (i, case) in conv_edge_cases().into_iter().chain(random_conv_cases(20, 7)).enumerate() {
+        let x = randn(&case.x, 1200 + i as u64);
+        let w = randn(&conv_weight_dims(&case), 1300 + i as u64);
+        let b = randn(&[case.c_out], 1400 + i as u64);
+        let mut expected = reference::conv2d(&x, &w, Some(&b), case.params);
+        expected.data_mut().iter_mut().for_each(|v| *v = v.max(0.0));
+        let got = conv2d_relu(&x, &w, Some(&b), case.params).unwrap();
+        assert_close(&got, &expected, 1e-12, 1e-12, &format!("with bias {case:?}"));
+        let mut expected = reference::conv2d(&x, &w, None, case.params);
+        expected.data_mut().iter_mut().for_each(|v| *v = v.max(0.0));
+        let got = conv2d_relu(&x, &w, None, case.params).unwrap();
+        assert_close(&got, &expected, 1e-12, 1e-12, &format!("without bias {case:?}"));
     }
 }
 
@@ -596,6 +615,34 @@ fn softmax_along_any_axis() {
     let far = Tensor::<f32>::from_vec(vec![0.0, 1e4, -1e4], [1, 3]).unwrap();
     assert_eq!(softmax(&far, 1).unwrap().data(), &[0.0, 1.0, 0.0]);
     assert!(softmax(&far, 2).is_err());
+}
+
+#[test]
+fn unary_math_and_whole_tensor_reductions() {
+    let x = Tensor::<f64>::from_vec(vec![0.0, 1.0, 4.0, 9.0], [2, 2]).unwrap();
+    assert_eq!(sqrt(&x).data(), &[0.0, 1.0, 2.0, 3.0]);
+    assert_eq!(add_scalar(&x, 1.0).data(), &[1.0, 2.0, 5.0, 10.0]);
+    assert_eq!(exp(&Tensor::<f64>::zeros([2])).data(), &[1.0, 1.0]);
+    assert_eq!(ln(&exp(&x)).data(), x.data());
+    assert!(ln(&Tensor::<f64>::zeros([1])).data()[0] == f64::NEG_INFINITY);
+    assert_eq!(mean_all(&x), 3.5);
+    assert_eq!(max_all(&x).unwrap(), 9.0);
+    let with_nan = Tensor::<f64>::from_vec(vec![1.0, f64::NAN, 5.0], [3]).unwrap();
+    assert!(max_all(&with_nan).unwrap().is_nan(), "NaN propagates through max, as in PyTorch");
+    assert!(max_all(&Tensor::<f64>::zeros([0])).is_err());
+    assert!(mean_all(&Tensor::<f64>::zeros([0])).is_nan());
+}
+
+#[test]
+fn matmul_matches_reference_on_random_shapes() {
+    let mut rng = StdRng::seed_from_u64(12);
+    for i in 0..50 {
+        let (m, k, n) = (rng.random_range(1..=20), rng.random_range(1..=20), rng.random_range(1..=20));
+        let a = randn(&[m, k], 1500 + i);
+        let b = randn(&[k, n], 1600 + i);
+        let got = incept_tensor::reduce::matmul(&a, &b).unwrap();
+        assert_close(&got, &reference::matmul(&a, &b), 1e-12, 1e-12, &format!("{m}x{k} * {k}x{n}"));
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Permute, slice and concat along any axis against naive index arithmetic.
 
 use incept_tensor::Tensor;
-use incept_tensor::layout::{concat, permute, slice_axis};
+use incept_tensor::layout::{concat, permute, slice_axis, split};
 
 fn at(x: &Tensor<f64>, index: &[usize]) -> f64 {
     let flat = index.iter().zip(x.dims()).fold(0, |acc, (&i, &d)| acc * d + i);
@@ -60,4 +60,15 @@ fn slice_and_concat_are_inverse() {
     assert!(concat(&[&x, &Tensor::zeros([3, 5, 5])], 0).is_err());
     assert!(concat::<f64>(&[], 0).is_err());
     assert_eq!(concat(&[&x, &Tensor::zeros([3, 2, 5])], 1).unwrap().dims(), &[3, 6, 5]);
+}
+
+#[test]
+fn split_is_the_inverse_of_concat() {
+    let x = Tensor::<f64>::arange(60).reshape([3, 4, 5]).unwrap();
+    let pieces = split(&x, 2, &[1, 3, 1]).unwrap();
+    assert_eq!(pieces.iter().map(|p| p.dims()[2]).collect::<Vec<_>>(), vec![1, 3, 1]);
+    let refs: Vec<&Tensor<f64>> = pieces.iter().collect();
+    assert_eq!(concat(&refs, 2).unwrap(), x);
+    let err = split(&x, 1, &[1, 2]).unwrap_err();
+    assert!(err.to_string().contains("must add up to 4"), "{err}");
 }

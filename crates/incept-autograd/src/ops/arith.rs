@@ -1,6 +1,10 @@
 //! Differentiable arithmetic and shape operations.
 
-use incept_tensor::elementwise::{add, concat_channels, div, mul, scale, slice_channels, sub, sum_all};
+use std::rc::Rc;
+
+use incept_tensor::elementwise::{
+    add, add_scalar, concat_channels, div, exp, ln, mul, scale, slice_channels, sqrt, sub, sum_all,
+};
 use incept_tensor::{Float, Tensor, TensorError};
 
 use crate::{AutogradError, Result, Tape, Var};
@@ -63,6 +67,37 @@ impl<T: Float> Tape<T> {
     pub fn scale(&self, x: &Var<T>, alpha: T) -> Var<T> {
         let y = scale(x.value(), alpha);
         self.record(y, &[x], Box::new(move |dy: &Tensor<T>| Ok(vec![Some(scale(dy, alpha))])))
+    }
+
+    /// `x + alpha`.
+    pub fn add_scalar(&self, x: &Var<T>, alpha: T) -> Var<T> {
+        let y = add_scalar(x.value(), alpha);
+        self.record(y, &[x], Box::new(|dy: &Tensor<T>| Ok(vec![Some(dy.clone())])))
+    }
+
+    /// `e^x`; the backward pass shares the output, which is its own derivative.
+    pub fn exp(&self, x: &Var<T>) -> Var<T> {
+        let y = Rc::new(exp(x.value()));
+        let y_saved = Rc::clone(&y);
+        self.record(y, &[x], Box::new(move |dy: &Tensor<T>| Ok(vec![Some(mul(dy, &y_saved)?)])))
+    }
+
+    /// Natural logarithm; its gradient is `dy / x`.
+    pub fn ln(&self, x: &Var<T>) -> Var<T> {
+        let y = ln(x.value());
+        let x_saved = x.shared_value();
+        self.record(y, &[x], Box::new(move |dy: &Tensor<T>| Ok(vec![Some(div(dy, &x_saved)?)])))
+    }
+
+    /// Square root; its gradient is `dy / (2 sqrt(x))`.
+    pub fn sqrt(&self, x: &Var<T>) -> Var<T> {
+        let y = Rc::new(sqrt(x.value()));
+        let y_saved = Rc::clone(&y);
+        self.record(
+            y,
+            &[x],
+            Box::new(move |dy: &Tensor<T>| Ok(vec![Some(scale(&div(dy, &y_saved)?, T::from_f64(0.5)))])),
+        )
     }
 
     /// Sum of all elements, as a 0-D tensor.
