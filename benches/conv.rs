@@ -16,9 +16,8 @@ use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_g
 use incept::tensor::Tensor;
 use incept::tensor::conv::{Conv2dParams, conv2d, conv2d_backward};
 
-/// Batch sizes. At batch 1 the forward pass splits each large GEMM over rows
-/// of output channels and the backward pass runs on one thread. At batch 16
-/// both split the batch over images.
+/// Batch sizes. At batch 1 both passes split each large GEMM over rows of
+/// the output; at batch 16 they split the batch over images.
 const BATCHES: [usize; 2] = [1, 16];
 
 /// One convolution of GoogLeNet with a square kernel on a square input.
@@ -117,5 +116,30 @@ fn bench_backward(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_forward, bench_backward);
+/// The stem's 3x3 convolution of the small-input network (16 to 48 channels
+/// at 28x28, batch 64) on ordinary inputs and on inputs scaled into the
+/// subnormal range (1e-39), where some CPUs slow down by orders of
+/// magnitude. If the two times match, flush-to-zero is not needed here.
+fn bench_subnormal(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv2d_subnormal_inputs");
+    group.sample_size(10).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_secs(1));
+    let params = Conv2dParams::new(1, 1);
+    let w = Tensor::<f32>::randn([48, 16, 3, 3], 0.0, 0.1, 2);
+    for (name, scale) in [("normal", 1.0f32), ("subnormal", 1e-39f32)] {
+        let mut x = Tensor::<f32>::randn([64, 16, 28, 28], 0.0, 1.0, 1);
+        x.data_mut().iter_mut().for_each(|v| *v *= scale);
+        let dy = conv2d(&x, &w, None, params).expect("valid shapes");
+        group.bench_function(format!("forward_{name}"), |b| {
+            b.iter(|| conv2d(black_box(&x), black_box(&w), None, params).expect("valid shapes"))
+        });
+        group.bench_function(format!("backward_{name}"), |b| {
+            b.iter(|| {
+                conv2d_backward(black_box(&x), black_box(&w), black_box(&dy), params, true).expect("valid shapes")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_forward, bench_backward, bench_subnormal);
 criterion_main!(benches);
