@@ -109,7 +109,7 @@ fn random_conv_cases(count: usize, seed: u64) -> Vec<ConvCase> {
 
 #[test]
 fn conv2d_forward_matches_reference() {
-    for (i, case) in conv_edge_cases().into_iter().chain(random_conv_cases(40, 1)).enumerate() {
+    for (i, case) in conv_edge_cases().into_iter().chain(random_conv_cases(50, 1)).enumerate() {
         let x = randn(&case.x, 10 + i as u64);
         let w = randn(&conv_weight_dims(&case), 20 + i as u64);
         let b = randn(&[case.c_out], 30 + i as u64);
@@ -140,7 +140,7 @@ fn conv2d_relu_matches_reference() {
 
 #[test]
 fn conv2d_backward_matches_reference() {
-    for (i, case) in conv_edge_cases().into_iter().chain(random_conv_cases(30, 2)).enumerate() {
+    for (i, case) in conv_edge_cases().into_iter().chain(random_conv_cases(50, 2)).enumerate() {
         let x = randn(&case.x, 40 + i as u64);
         let w = randn(&conv_weight_dims(&case), 50 + i as u64);
         let y = reference::conv2d(&x, &w, None, case.params);
@@ -261,7 +261,9 @@ fn pool_cases() -> Vec<([usize; 4], Pool2dParams)> {
         ([1, 1, 1, 1], Pool2dParams::new(3, 1, 1, true)),
     ];
     let mut rng = StdRng::seed_from_u64(3);
-    while cases.len() < 30 {
+    // At least 50 random cases after the named ones.
+    let wanted = cases.len() + 50;
+    while cases.len() < wanted {
         let k = (rng.random_range(1..=4), rng.random_range(1..=4));
         let params = Pool2dParams {
             kernel: k,
@@ -668,4 +670,59 @@ fn relu_concat_slice_and_dropout() {
     assert!(mask.data().iter().all(|&m| m == 0.0 || (m - 1.0 / 0.6).abs() < 1e-12));
     assert_eq!(mask, dropout_mask(&[10_000], 0.4, 7).unwrap());
     assert!(dropout_mask::<f32>(&[1], 1.0, 0).is_err());
+}
+
+/// Fifty seeded random configurations each for the kernels whose named
+/// cases are tested above: batch norm, LRN, linear, log-softmax with
+/// cross-entropy, and adaptive average pooling.
+#[test]
+fn random_configurations_match_reference() {
+    let mut rng = StdRng::seed_from_u64(99);
+    for i in 0..50u64 {
+        let dims = [rng.random_range(1..=4), rng.random_range(1..=6), rng.random_range(1..=5), rng.random_range(1..=5)];
+        let x = Tensor::<f64>::randn(dims, 1.0, 2.0, 2000 + i);
+        let c = dims[1];
+        let (gamma, beta) = (randn(&[c], 2100 + i), randn(&[c], 2200 + i));
+        if dims[0] * dims[2] * dims[3] >= 2 {
+            let (mean, var) = reference::channel_stats(&x);
+            let (y, _) = batch_norm2d_train(&x, &gamma, &beta, 1e-5).unwrap();
+            let expected = reference::batch_norm2d(&x, gamma.data(), beta.data(), &mean, &var, 1e-5);
+            assert_close(&y, &expected, 1e-10, 1e-10, &format!("batch norm {dims:?}"));
+        }
+
+        let params = LrnParams {
+            size: rng.random_range(1..=7),
+            alpha: rng.random_range(0.0..2.0),
+            beta: rng.random_range(0.25..1.5),
+            k: rng.random_range(0.5..2.0),
+        };
+        assert_close(
+            &lrn(&x, params).unwrap().output,
+            &reference::lrn(&x, params),
+            1e-12,
+            1e-12,
+            &format!("lrn {dims:?} {params:?}"),
+        );
+
+        let (n, f_in, f_out) = (rng.random_range(1..=8), rng.random_range(1..=20), rng.random_range(1..=12));
+        let (xl, w, b) = (randn(&[n, f_in], 2300 + i), randn(&[f_out, f_in], 2400 + i), randn(&[f_out], 2500 + i));
+        assert_close(
+            &linear(&xl, &w, Some(&b)).unwrap(),
+            &reference::linear(&xl, &w, Some(&b)),
+            1e-12,
+            1e-12,
+            "linear",
+        );
+
+        let classes = rng.random_range(1..=12);
+        let logits = Tensor::<f64>::randn([n, classes], 0.0, 4.0, 2600 + i);
+        let targets: Vec<usize> = (0..n).map(|_| rng.random_range(0..classes)).collect();
+        assert_close(&log_softmax(&logits).unwrap(), &reference::log_softmax(&logits), 1e-12, 1e-12, "log_softmax");
+        let (loss, _) = cross_entropy(&logits, &targets).unwrap();
+        assert!((loss - reference::cross_entropy(&logits, &targets)).abs() < 1e-12, "cross-entropy");
+
+        let (out_h, out_w) = (rng.random_range(1..=dims[2]), rng.random_range(1..=dims[3]));
+        let expected = reference::adaptive_avg_pool2d(&x, out_h, out_w);
+        assert_close(&adaptive_avg_pool2d(&x, out_h, out_w).unwrap(), &expected, 1e-12, 1e-12, "adaptive_avg_pool2d");
+    }
 }
