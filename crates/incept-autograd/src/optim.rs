@@ -6,6 +6,13 @@ use incept_tensor::{Float, Tensor};
 
 use crate::{AutogradError, Parameter, Result};
 
+/// Formats a hyper-parameter for an error message: plain decimals for
+/// ordinary values, scientific notation for huge or tiny ones (`1e300`, not
+/// a 301-digit number).
+fn readable(x: f64) -> String {
+    if x != 0.0 && x.is_finite() && !(1e-4..1e6).contains(&x.abs()) { format!("{x:e}") } else { format!("{x}") }
+}
+
 /// Hyper-parameters of [`Sgd`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SgdConfig {
@@ -49,8 +56,14 @@ impl<T: Float> Sgd<T> {
     pub fn new(params: Vec<Parameter<T>>, config: SgdConfig) -> Result<Self> {
         let invalid = |reason: String| AutogradError::InvalidArgument { op: "Sgd::new", reason };
         for (name, value) in [("lr", config.lr), ("momentum", config.momentum), ("weight_decay", config.weight_decay)] {
-            if !(value.is_finite() && value >= 0.0) {
-                return Err(invalid(format!("{name} = {value} must be finite and non-negative")));
+            // Checked in the parameters' own type: 1e300 is a finite f64
+            // but an infinite f32.
+            if !(T::from_f64(value).is_finite() && value >= 0.0) {
+                return Err(invalid(format!(
+                    "{name} = {} must be finite (in the parameters' {} type) and non-negative",
+                    readable(value),
+                    T::DTYPE
+                )));
             }
         }
         if config.nesterov && config.momentum == 0.0 {
@@ -71,10 +84,14 @@ impl<T: Float> Sgd<T> {
     /// [`AutogradError::InvalidArgument`] if `lr` is negative or not finite;
     /// the rate is then left unchanged.
     pub fn set_lr(&mut self, lr: f64) -> Result<()> {
-        if !(lr.is_finite() && lr >= 0.0) {
+        if !(T::from_f64(lr).is_finite() && lr >= 0.0) {
             return Err(AutogradError::InvalidArgument {
                 op: "Sgd::set_lr",
-                reason: format!("lr = {lr} must be finite and non-negative"),
+                reason: format!(
+                    "lr = {} must be finite (in the parameters' {} type) and non-negative",
+                    readable(lr),
+                    T::DTYPE
+                ),
             });
         }
         self.config.lr = lr;
@@ -173,14 +190,20 @@ impl OneCycleLr {
     pub fn lr_at(&self, step: usize) -> f64 {
         let initial = self.max_lr / self.div_factor;
         let last = initial / self.final_div_factor;
-        // PyTorch places the peak at step `pct_start * total - 1` and the end at `total - 1`.
-        let peak = (self.pct_start * self.total_steps as f64 - 1.0).max(0.0);
+        // PyTorch places the peak at step `pct_start * total - 1` and the end
+        // at `total - 1`. With 3 or fewer steps the peak falls before step 0,
+        // so the schedule starts already annealing, as PyTorch's does.
+        let peak = self.pct_start * self.total_steps as f64 - 1.0;
         let end = (self.total_steps as f64 - 1.0).max(peak);
         let step = (step as f64).min(end);
-        let cosine = |from: f64, to: f64, fraction: f64| to + (from - to) * (1.0 + (PI * fraction).cos()) / 2.0;
-        if step <= peak {
-            let fraction = if peak > 0.0 { step / peak } else { 1.0 };
-            cosine(initial, self.max_lr, fraction)
+        // A weighted mean of `from` and `to`, which cannot overflow for any
+        // finite rates (unlike `to + (from - to) * weight`).
+        let cosine = |from: f64, to: f64, fraction: f64| {
+            let weight = (1.0 + (PI * fraction).cos()) / 2.0;
+            from * weight + to * (1.0 - weight)
+        };
+        if peak > 0.0 && step <= peak {
+            cosine(initial, self.max_lr, step / peak)
         } else {
             let fraction = if end > peak { (step - peak) / (end - peak) } else { 1.0 };
             cosine(self.max_lr, last, fraction)

@@ -439,6 +439,9 @@ fn sgd_matches_pytorch_update_rule() {
     assert!(sgd.set_lr(f64::NAN).is_err());
     assert!(sgd.set_lr(-0.1).is_err());
     assert_eq!(sgd.lr(), 0.1, "a rejected rate leaves the old one");
+    // Finite in f64 but infinite in f32.
+    assert!(Sgd::<f32>::new(vec![], SgdConfig { lr: 1e300, ..Default::default() }).is_err());
+    assert!(Sgd::<f64>::new(vec![], SgdConfig { lr: 1e300, ..Default::default() }).is_ok());
 }
 
 #[test]
@@ -451,6 +454,12 @@ fn one_cycle_matches_pytorch_shape() {
     assert!(lrs[..30].windows(2).all(|w| w[0] < w[1]));
     assert!(lrs[29..].windows(2).all(|w| w[0] > w[1]));
     assert!(OneCycleLr::new(f64::NAN, 100).is_err());
+    // The largest finite rate stays finite everywhere on the curve.
+    let huge = OneCycleLr::new(1.7e308, 10).unwrap();
+    assert!((0..10).all(|s| huge.lr_at(s).is_finite()));
+    // With 3 steps the peak (0.3 * 3 - 1) lies before step 0, so step 0 is already annealing.
+    let short = OneCycleLr::new(0.1, 3).unwrap();
+    assert!(short.lr_at(0) < 0.1 && short.lr_at(0) > short.lr_at(1));
     assert!(OneCycleLr::new(0.1, 0).is_err());
 }
 

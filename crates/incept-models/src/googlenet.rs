@@ -56,6 +56,41 @@ pub struct GoogLeNetConfig {
     pub seed: u64,
 }
 
+impl GoogLeNetConfig {
+    /// Trainable parameters of the network [`GoogLeNet::new`] builds from
+    /// this config, computed from the channel counts without allocating; `None`
+    /// if the count overflows `usize`.
+    pub fn parameter_count(&self) -> Option<usize> {
+        let w = self.width;
+        let conv_bn = |c_in: usize, c_out: usize, kernel: usize| {
+            c_in.checked_mul(c_out)?.checked_mul(kernel * kernel)?.checked_add(c_out.checked_mul(2)?)
+        };
+        let linear = |f_in: usize, f_out: usize| f_in.checked_mul(f_out)?.checked_add(f_out);
+        let (c1, c2) = (scale_channels(64, w), scale_channels(192, w));
+        let mut total = conv_bn(self.in_channels, c1, 3)?.checked_add(conv_bn(c1, c2, 3)?)?;
+        let mut c_in = c2;
+        let mut aux_inputs = [0; 2];
+        for (i, (_, full)) in INCEPTION_CONFIGS.iter().enumerate() {
+            let config = full.scaled(c_in, w);
+            total = total.checked_add(config.parameter_count()?)?;
+            c_in = config.c_out();
+            if let Some(k) = AUX_AFTER.iter().position(|&a| a == i) {
+                aux_inputs[k] = c_in;
+            }
+        }
+        if self.aux_logits {
+            let (c_conv, hidden) = (scale_channels(128, w), scale_channels(1024, w));
+            for aux_in in aux_inputs {
+                let head = conv_bn(aux_in, c_conv, 1)?
+                    .checked_add(linear(c_conv.checked_mul(4)?, hidden)?)?
+                    .checked_add(linear(hidden, self.num_classes)?)?;
+                total = total.checked_add(head)?;
+            }
+        }
+        total.checked_add(linear(c_in, self.num_classes)?)
+    }
+}
+
 impl Default for GoogLeNetConfig {
     fn default() -> Self {
         GoogLeNetConfig {
@@ -70,8 +105,9 @@ impl Default for GoogLeNetConfig {
     }
 }
 
-/// Most channels any layer may have.
-const MAX_CHANNELS: usize = 1 << 20;
+/// Largest network [`GoogLeNet::new`] builds: 2^32 parameters, 16 GiB of
+/// f32 weights before gradients and optimiser state.
+pub const MAX_PARAMETERS: usize = 1 << 32;
 
 /// Weight of each auxiliary loss in the training loss (0.3 in the paper).
 pub const AUX_LOSS_WEIGHT: f64 = 0.3;
@@ -218,14 +254,18 @@ impl<T: Float> GoogLeNet<T> {
                 return Err(ModelError::Config(format!("{name} = {p} must be in [0, 1)")));
             }
         }
-        // Bounding the widest layer keeps every later size product far from
-        // overflow; such a network would not fit in memory anyway.
-        let widest = scale_channels(1024, config.width);
-        if widest > MAX_CHANNELS {
-            return Err(ModelError::Config(format!(
-                "width = {} gives {widest} channels in the widest layer; at most {MAX_CHANNELS} are supported",
-                config.width
-            )));
+        // Checked before any weight is allocated, so an absurd width or class
+        // count is an error instead of an allocation failure.
+        match config.parameter_count() {
+            Some(count) if count <= MAX_PARAMETERS => {}
+            count => {
+                let count = count.map_or("more than usize::MAX".to_string(), |c| c.to_string());
+                return Err(ModelError::Config(format!(
+                    "width = {}, in_channels = {} and num_classes = {} give {count} parameters; \
+                     at most {MAX_PARAMETERS} (16 GiB of f32) are supported",
+                    config.width, config.in_channels, config.num_classes
+                )));
+            }
         }
         let mut init = Init::new(config.seed);
         let w = config.width;
@@ -269,7 +309,9 @@ impl<T: Float> GoogLeNet<T> {
     /// # Shapes
     /// `[N, in_channels, H, W] -> [N, num_classes]`. 28x28 is the design
     /// size; the pooling stages need `H, W >= 6`, or `>= 8` in training with
-    /// auxiliary heads.
+    /// auxiliary heads. Training also needs at least two values per channel
+    /// at every batch norm, so batch 1 needs a 4a map of at least 2x2
+    /// (images of at least 8x8) even without auxiliary heads.
     ///
     /// # Errors
     /// [`ModelError::Config`] if the input channels differ or the image is

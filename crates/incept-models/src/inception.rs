@@ -36,6 +36,26 @@ impl InceptionConfig {
         self.ch1x1 + self.ch3x3 + self.ch5x5 + self.pool_proj
     }
 
+    /// Trainable parameters of the module [`Inception`] builds from this
+    /// config (convolution weights without bias, and a scale and a shift per
+    /// channel of each batch norm), or `None` if the count overflows `usize`.
+    pub fn parameter_count(&self) -> Option<usize> {
+        let c = self;
+        let conv = |c_in: usize, c_out: usize, kernel: usize| {
+            c_in.checked_mul(c_out)?.checked_mul(kernel * kernel)?.checked_add(c_out.checked_mul(2)?)
+        };
+        [
+            conv(c.c_in, c.ch1x1, 1)?,
+            conv(c.c_in, c.ch3x3_reduce, 1)?,
+            conv(c.ch3x3_reduce, c.ch3x3, 3)?,
+            conv(c.c_in, c.ch5x5_reduce, 1)?,
+            conv(c.ch5x5_reduce, c.ch5x5, 5)?,
+            conv(c.c_in, c.pool_proj, 1)?,
+        ]
+        .into_iter()
+        .try_fold(0usize, |total, n| total.checked_add(n))
+    }
+
     /// Multiplies every channel count by `width` and rounded to the nearest
     /// integer (at least 1), with `c_in` supplied by the caller because it
     /// follows the previous layer's scaled output.

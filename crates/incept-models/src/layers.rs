@@ -102,9 +102,13 @@ impl<T: Float> BatchNorm2d<T> {
     /// [`ModelError::Config`] if `channels` is zero, `eps` is not a positive
     /// number or `momentum` is outside `[0, 1]`.
     pub fn new(name: &str, channels: usize, eps: f64, momentum: f64) -> Result<Self> {
-        if channels == 0 || !(eps.is_finite() && eps > 0.0) || !(0.0..=1.0).contains(&momentum) {
+        // eps is checked in the layer's own type, where 1e-50 rounds to 0 in f32.
+        let eps_t = T::from_f64(eps);
+        if channels == 0 || !(eps_t.is_finite() && eps_t > T::zero()) || !(0.0..=1.0).contains(&momentum) {
             return Err(ModelError::Config(format!(
-                "{name}: channels = {channels} must be at least 1, eps = {eps} positive and momentum = {momentum} in [0, 1]"
+                "{name}: channels = {channels} must be at least 1, eps = {eps} positive and finite in {}, \
+                 and momentum = {momentum} in [0, 1]",
+                T::DTYPE
             )));
         }
         Ok(BatchNorm2d {

@@ -26,6 +26,22 @@ fn inception_3a_has_the_paper_channels_and_weights() {
 }
 
 #[test]
+fn parameter_counts_match_built_layers() {
+    for (_, config) in INCEPTION_CONFIGS {
+        for width in [0.25, 1.0] {
+            let scaled = config.scaled(incept_models::inception::scale_channels(config.c_in, width), width);
+            let module = Inception::<f32>::new("m", scaled, &mut Init::new(0)).unwrap();
+            assert_eq!(scaled.parameter_count(), Some(module.num_parameters()), "{scaled:?}");
+        }
+    }
+    for (width, aux_logits, num_classes) in [(0.25, true, 10), (0.25, false, 10), (1.0, true, 1000), (0.1, true, 3)] {
+        let config = GoogLeNetConfig { width, aux_logits, num_classes, ..Default::default() };
+        let net = GoogLeNet::<f32>::new(config).unwrap();
+        assert_eq!(config.parameter_count(), Some(net.num_parameters()), "{config:?}");
+    }
+}
+
+#[test]
 fn inception_output_keeps_size_and_sums_channels() {
     let config =
         InceptionConfig { c_in: 5, ch1x1: 2, ch3x3_reduce: 3, ch3x3: 4, ch5x5_reduce: 1, ch5x5: 2, pool_proj: 3 };
@@ -125,8 +141,15 @@ fn googlenet_rejects_bad_config_and_input() {
     let err = net.forward(&ctx, &Var::constant(Tensor::zeros([2, 1, 28, 7]))).err().unwrap();
     assert!(err.to_string().contains("at least 8x8 in training with auxiliary heads, got 28x7"), "{err}");
     assert!(net.forward(&ctx, &Var::constant(Tensor::randn([1, 1, 8, 8], 0.0, 1.0, 1))).is_ok());
-    let err = GoogLeNet::<f32>::new(GoogLeNetConfig { width: 1e300, ..Default::default() }).err().unwrap();
-    assert!(err.to_string().contains("widest layer"), "{err}");
+    for config in [
+        GoogLeNetConfig { width: 1e300, ..Default::default() },
+        GoogLeNetConfig { width: 1000.0, ..Default::default() },
+        GoogLeNetConfig { num_classes: usize::MAX, width: 0.25, ..Default::default() },
+        GoogLeNetConfig { in_channels: 1 << 62, width: 0.25, ..Default::default() },
+    ] {
+        let err = GoogLeNet::<f32>::new(config).err().expect("an oversized network must be rejected");
+        assert!(err.to_string().contains("parameters; at most 4294967296"), "{err}");
+    }
 }
 
 /// Central difference of the training loss with respect to one element of a parameter.

@@ -120,7 +120,8 @@ pub fn batch_norm2d_train<T: Float>(
 ///
 /// # Errors
 /// [`TensorError`] if `x` is not 4-D, a per-channel tensor is not `[C]`,
-/// `eps` is not positive, or a running variance is negative or not finite.
+/// `eps` is not positive, a running variance is negative or not finite, or
+/// a running mean is not finite.
 pub fn batch_norm2d_eval<T: Float>(
     x: &Tensor<T>,
     gamma: &Tensor<T>,
@@ -130,6 +131,11 @@ pub fn batch_norm2d_eval<T: Float>(
     eps: T,
 ) -> Result<Tensor<T>> {
     let op = "batch_norm2d_eval";
+    let [_, c, _, _] = check(
+        op,
+        x,
+        &[("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)],
+    )?;
     if eps.partial_cmp(&T::zero()) != Some(std::cmp::Ordering::Greater) {
         return Err(TensorError::invalid(op, format!("eps = {eps} must be positive")));
     }
@@ -139,11 +145,9 @@ pub fn batch_norm2d_eval<T: Float>(
             format!("running variance {bad} must be finite and non-negative; the statistics are corrupt"),
         ));
     }
-    let [_, c, _, _] = check(
-        op,
-        x,
-        &[("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)],
-    )?;
+    if let Some(bad) = running_mean.data().iter().find(|v| !v.is_finite()) {
+        return Err(TensorError::invalid(op, format!("running mean {bad} must be finite; the statistics are corrupt")));
+    }
     let inv_std: Vec<T> = running_var.data().iter().map(|&v| T::one() / (v + eps).sqrt()).collect();
     Ok(normalize(x, c, running_mean.data(), &inv_std, gamma.data(), beta.data()))
 }

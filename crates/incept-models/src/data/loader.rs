@@ -67,8 +67,8 @@ impl Dataset {
     /// # Errors
     /// [`ModelError::Config`] if `mean` is not finite, `std` is not finite
     /// and positive, or `num_classes` is 0. Any error of
-    /// [`read_idx_images`](super::read_idx_images) and
-    /// [`read_idx_labels`](super::read_idx_labels). [`ModelError::Format`] if
+    /// [`super::read_idx_images`] and [`super::read_idx_labels`].
+    /// [`ModelError::Format`] if
     /// the label file contains a different number of labels than the image
     /// file contains images, or a label that is not below `num_classes`.
     pub fn from_idx(images_path: &Path, labels_path: &Path, mean: f32, std: f32, num_classes: usize) -> Result<Self> {

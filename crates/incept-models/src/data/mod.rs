@@ -62,7 +62,7 @@ pub fn fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
             return Ok(raw);
         }
         let message = format!(
-            "Fashion-MNIST file not found (also looked for {}); pass --data DIR with a directory that \
+            "Fashion-MNIST file not found (also looked for {}); use a directory (the training example's --data DIR) that \
              contains the four Fashion-MNIST IDX files {TRAIN_IMAGES_FILE}, {TRAIN_LABELS_FILE}, \
              {TEST_IMAGES_FILE} and {TEST_LABELS_FILE}, gzip-compressed or not",
             raw.display()

@@ -106,7 +106,10 @@ fn max_pool_sizes<T: Float>(op: &'static str, x: &Tensor<T>, params: Pool2dParam
     let [n, c, h_in, w_in] = expect_nchw(op, x)?;
     let (h_out, w_out) = params.validate(op, h_in, w_in)?;
     if u32::try_from(h_in * w_in).is_err() {
-        return Err(TensorError::invalid(op, format!("input plane {h_in}x{w_in} has more than 2^32 elements")));
+        return Err(TensorError::invalid(
+            op,
+            format!("input plane {h_in}x{w_in} has 2^32 or more elements; indices are 32-bit"),
+        ));
     }
     Ok((n * c, PlaneSizes { h_in, w_in, h_out, w_out }))
 }
