@@ -299,8 +299,10 @@ fn softmax_gradients() {
         [(vec![3, 4], 1), (vec![3, 4], 0), (vec![2, 3, 4], 1), (vec![5], 0), (vec![2, 1, 3], 1)].into_iter().enumerate()
     {
         let input = Tensor::randn(dims.as_slice(), 0.0, 3.0, 210 + i as u64);
-        let report = check_gradients(&[input], STEP, |tape, v| tape.softmax(&v[0], axis)).unwrap();
+        let report = check_gradients(std::slice::from_ref(&input), STEP, |tape, v| tape.softmax(&v[0], axis)).unwrap();
         assert_passes(report, &format!("softmax {dims:?} axis {axis}"));
+        let report = check_gradients(&[input], STEP, |tape, v| tape.log_softmax_axis(&v[0], axis)).unwrap();
+        assert_passes(report, &format!("log_softmax_axis {dims:?} axis {axis}"));
     }
 }
 

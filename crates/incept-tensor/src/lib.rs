@@ -8,7 +8,10 @@
 //! twin in [`reference`](mod@reference) that the tests use as the oracle.
 //!
 //! Shape problems are reported as [`TensorError`] at the public boundary,
-//! so the inner loops never index out of bounds.
+//! so the inner loops never index out of bounds. A batch of zero images
+//! gives an empty output from every kernel except training-mode batch norm
+//! and cross-entropy, which have no statistics or mean to compute and
+//! return an error.
 //!
 //! ```
 //! use incept_tensor::{Tensor, conv::{Conv2dParams, conv2d}};

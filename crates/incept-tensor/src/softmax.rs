@@ -149,3 +149,49 @@ pub fn softmax_backward<T: Float>(y: &Tensor<T>, dy: &Tensor<T>, axis: usize) ->
     }
     Ok(dx)
 }
+
+/// `log(softmax(x))` along `axis`, computed as `x - max - log(sum(exp(x - max)))`
+/// so that large logits do not overflow and tiny probabilities keep their
+/// precision.
+///
+/// PyTorch equivalent: `torch.log_softmax(x, dim=axis)`.
+///
+/// # Errors
+/// [`TensorError::InvalidArgument`] if `axis` is out of range or empty.
+pub fn log_softmax_axis<T: Float>(x: &Tensor<T>, axis: usize) -> Result<Tensor<T>> {
+    let (outer, len, inner) = around_axis("log_softmax_axis", x.dims(), axis)?;
+    let mut y = x.clone();
+    let data = y.data_mut();
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |l: usize| (o * len + l) * inner + i;
+            let max = (0..len).map(|l| data[at(l)]).fold(T::neg_infinity(), T::max);
+            let log_sum = (0..len).map(|l| (data[at(l)] - max).exp()).sum::<T>().ln();
+            for l in 0..len {
+                data[at(l)] = data[at(l)] - max - log_sum;
+            }
+        }
+    }
+    Ok(y)
+}
+
+/// Gradient of [`log_softmax_axis`] given its output `y`:
+/// `dx = dy - softmax(x) * sum(dy)`, the sum along `axis`.
+///
+/// # Errors
+/// [`TensorError`] if the shapes differ or `axis` is out of range or empty.
+pub fn log_softmax_axis_backward<T: Float>(y: &Tensor<T>, dy: &Tensor<T>, axis: usize) -> Result<Tensor<T>> {
+    let (outer, len, inner) = around_axis("log_softmax_axis_backward", y.dims(), axis)?;
+    y.expect_same_shape("log_softmax_axis_backward", dy)?;
+    let mut dx = dy.clone();
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |l: usize| (o * len + l) * inner + i;
+            let total: T = (0..len).map(|l| dy.data()[at(l)]).sum();
+            for l in 0..len {
+                dx.data_mut()[at(l)] = dy.data()[at(l)] - y.data()[at(l)].exp() * total;
+            }
+        }
+    }
+    Ok(dx)
+}

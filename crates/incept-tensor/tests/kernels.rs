@@ -11,7 +11,9 @@ use incept_tensor::pool::{
     Pool2dParams, adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
     max_pool2d_backward, max_pool2d_with_indices,
 };
-use incept_tensor::softmax::{cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward, softmax};
+use incept_tensor::softmax::{
+    cross_entropy, cross_entropy_backward, log_softmax, log_softmax_axis, log_softmax_backward, softmax,
+};
 use incept_tensor::{Tensor, TensorError, reference};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -613,9 +615,19 @@ fn softmax_along_any_axis() {
     for (a, b) in got.data().iter().zip(expected.data()) {
         assert!((a - b.exp()).abs() < 1e-12);
     }
+    // Along any axis, log_softmax_axis is the log of softmax.
+    for axis in 0..3 {
+        let log_y = log_softmax_axis(&x, axis).unwrap();
+        let y = softmax(&x, axis).unwrap();
+        for (a, b) in log_y.data().iter().zip(y.data()) {
+            assert!((a - b.ln()).abs() < 1e-12, "axis {axis}");
+        }
+    }
+    assert_close(&log_softmax_axis(&rows, 1).unwrap(), &expected, 1e-12, 1e-12, "log_softmax_axis on rows");
     // Logits 1e4 apart neither overflow nor produce NaN.
     let far = Tensor::<f32>::from_vec(vec![0.0, 1e4, -1e4], [1, 3]).unwrap();
     assert_eq!(softmax(&far, 1).unwrap().data(), &[0.0, 1.0, 0.0]);
+    assert_eq!(log_softmax_axis(&far, 1).unwrap().data(), &[-1e4, 0.0, -2e4]);
     assert!(softmax(&far, 2).is_err());
 }
 
@@ -725,4 +737,23 @@ fn random_configurations_match_reference() {
         let expected = reference::adaptive_avg_pool2d(&x, out_h, out_w);
         assert_close(&adaptive_avg_pool2d(&x, out_h, out_w).unwrap(), &expected, 1e-12, 1e-12, "adaptive_avg_pool2d");
     }
+}
+
+#[test]
+fn zero_size_batch_is_empty_or_an_error() {
+    let x = Tensor::<f32>::zeros([0, 3, 8, 8]);
+    let w = Tensor::<f32>::zeros([4, 3, 3, 3]);
+    assert_eq!(conv2d(&x, &w, None, Conv2dParams::new(1, 1)).unwrap().dims(), &[0, 4, 8, 8]);
+    let pool = Pool2dParams::new(3, 2, 0, true);
+    assert_eq!(max_pool2d(&x, pool).unwrap().dims(), &[0, 3, 4, 4]);
+    assert_eq!(avg_pool2d(&x, pool, true).unwrap().dims(), &[0, 3, 4, 4]);
+    assert_eq!(adaptive_avg_pool2d(&x, 1, 1).unwrap().dims(), &[0, 3, 1, 1]);
+    assert_eq!(lrn(&x, LrnParams::GOOGLENET).unwrap().output.dims(), &[0, 3, 8, 8]);
+    let (ones, zeros) = (Tensor::<f32>::ones([3]), Tensor::<f32>::zeros([3]));
+    assert_eq!(batch_norm2d_eval(&x, &ones, &zeros, &zeros, &ones, 1e-5).unwrap().dims(), &[0, 3, 8, 8]);
+    assert!(batch_norm2d_train(&x, &ones, &zeros, 1e-5).is_err(), "no statistics from an empty batch");
+    let rows = Tensor::<f32>::zeros([0, 5]);
+    assert_eq!(linear(&rows, &Tensor::zeros([2, 5]), None).unwrap().dims(), &[0, 2]);
+    assert_eq!(log_softmax(&rows).unwrap().dims(), &[0, 5]);
+    assert!(cross_entropy(&rows, &[]).is_err(), "the mean over an empty batch is undefined");
 }

@@ -3,7 +3,8 @@
 use std::rc::Rc;
 
 use incept_tensor::softmax::{
-    cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward, softmax, softmax_backward,
+    cross_entropy, cross_entropy_backward, log_softmax, log_softmax_axis, log_softmax_axis_backward,
+    log_softmax_backward, softmax, softmax_backward,
 };
 use incept_tensor::{Float, Tensor};
 
@@ -18,6 +19,20 @@ impl<T: Float> Tape<T> {
         let y = Rc::new(log_softmax(x.value())?);
         let y_saved = Rc::clone(&y);
         Ok(self.record(y, &[x], Box::new(move |dy: &Tensor<T>| Ok(vec![Some(log_softmax_backward(&y_saved, dy)?)]))))
+    }
+
+    /// Log-softmax along `axis`; the backward pass shares the output.
+    ///
+    /// # Errors
+    /// As [`incept_tensor::softmax::log_softmax_axis`].
+    pub fn log_softmax_axis(&self, x: &Var<T>, axis: usize) -> Result<Var<T>> {
+        let y = Rc::new(log_softmax_axis(x.value(), axis)?);
+        let y_saved = Rc::clone(&y);
+        Ok(self.record(
+            y,
+            &[x],
+            Box::new(move |dy: &Tensor<T>| Ok(vec![Some(log_softmax_axis_backward(&y_saved, dy, axis)?)])),
+        ))
     }
 
     /// Softmax along `axis`; the backward pass shares the output.
