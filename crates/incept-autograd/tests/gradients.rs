@@ -221,8 +221,12 @@ fn log_softmax_and_cross_entropy_gradients() {
         let report = check_gradients(std::slice::from_ref(&input), STEP, |tape, v| tape.log_softmax(&v[0])).unwrap();
         assert_passes(report, &format!("log_softmax {n}x{c}"));
         let targets: Vec<usize> = (0..n).map(|r| (r * 3 + 1) % c).collect();
-        let report = check_gradients(&[input], STEP, |tape, v| tape.cross_entropy(&v[0], &targets)).unwrap();
+        let report =
+            check_gradients(std::slice::from_ref(&input), STEP, |tape, v| tape.cross_entropy(&v[0], &targets)).unwrap();
         assert_passes(report, &format!("cross_entropy {n}x{c}"));
+        let report =
+            check_gradients(&[input], STEP, |tape, v| tape.cross_entropy_smoothed(&v[0], &targets, 0.1)).unwrap();
+        assert_passes(report, &format!("cross_entropy_smoothed {n}x{c}"));
     }
 }
 

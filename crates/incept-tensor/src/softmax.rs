@@ -64,15 +64,52 @@ fn check_targets(op: &'static str, n: usize, c: usize, targets: &[usize]) -> Res
 /// [`TensorError`] if `logits` is not `[N, C]` with `N >= 1`, or `targets`
 /// does not hold `N` indices below `C`.
 pub fn cross_entropy<T: Float>(logits: &Tensor<T>, targets: &[usize]) -> Result<(T, Tensor<T>)> {
-    let (n, c) = rows("cross_entropy", logits)?;
+    cross_entropy_smoothed(logits, targets, 0.0)
+}
+
+/// [`cross_entropy`] against targets smoothed towards the uniform
+/// distribution: the target class gets `1 - smoothing + smoothing / C` and
+/// every other class `smoothing / C` (Szegedy et al., "Rethinking the
+/// Inception Architecture", CVPR 2016). Returns the loss and the softmax
+/// probabilities.
+///
+/// PyTorch equivalent: `torch.nn.functional.cross_entropy(logits, targets, label_smoothing=smoothing)`.
+///
+/// # Errors
+/// As [`cross_entropy`], and [`TensorError::InvalidArgument`] if
+/// `smoothing` is not in `[0, 1]`.
+pub fn cross_entropy_smoothed<T: Float>(
+    logits: &Tensor<T>,
+    targets: &[usize],
+    smoothing: f64,
+) -> Result<(T, Tensor<T>)> {
+    let op = "cross_entropy";
+    let (n, c) = rows(op, logits)?;
     if n == 0 {
-        return Err(TensorError::invalid("cross_entropy", "the mean over an empty batch is undefined"));
+        return Err(TensorError::invalid(op, "the mean over an empty batch is undefined"));
     }
-    check_targets("cross_entropy", n, c, targets)?;
+    check_targets(op, n, c, targets)?;
+    check_smoothing(op, smoothing)?;
     let mut log_probs = log_softmax(logits)?;
-    let loss: f64 = log_probs.data().chunks_exact(c).zip(targets).map(|(row, &t)| -row[t].as_f64()).sum();
+    let uniform = smoothing / c as f64;
+    let loss: f64 = log_probs
+        .data()
+        .chunks_exact(c)
+        .zip(targets)
+        .map(|(row, &t)| {
+            let all: f64 = row.iter().map(|v| v.as_f64()).sum();
+            -(1.0 - smoothing) * row[t].as_f64() - uniform * all
+        })
+        .sum();
     log_probs.data_mut().iter_mut().for_each(|v| *v = v.exp());
     Ok((T::from_f64(loss / n as f64), log_probs))
+}
+
+fn check_smoothing(op: &'static str, smoothing: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&smoothing) {
+        return Err(TensorError::invalid(op, format!("label smoothing {smoothing} must be in [0, 1]")));
+    }
+    Ok(())
 }
 
 /// Gradient of [`cross_entropy`] with respect to the logits, scaled by the
@@ -81,12 +118,30 @@ pub fn cross_entropy<T: Float>(logits: &Tensor<T>, targets: &[usize]) -> Result<
 /// # Errors
 /// [`TensorError`] if `probs` is not `[N, C]` or the targets do not match it.
 pub fn cross_entropy_backward<T: Float>(probs: &Tensor<T>, targets: &[usize], dloss: T) -> Result<Tensor<T>> {
-    let (n, c) = rows("cross_entropy_backward", probs)?;
-    check_targets("cross_entropy_backward", n, c, targets)?;
+    cross_entropy_smoothed_backward(probs, targets, 0.0, dloss)
+}
+
+/// Gradient of [`cross_entropy_smoothed`] with respect to the logits:
+/// `(softmax - smoothed_targets) * dloss / N`.
+///
+/// # Errors
+/// As [`cross_entropy_backward`], and if `smoothing` is not in `[0, 1]`.
+pub fn cross_entropy_smoothed_backward<T: Float>(
+    probs: &Tensor<T>,
+    targets: &[usize],
+    smoothing: f64,
+    dloss: T,
+) -> Result<Tensor<T>> {
+    let op = "cross_entropy_backward";
+    let (n, c) = rows(op, probs)?;
+    check_targets(op, n, c, targets)?;
+    check_smoothing(op, smoothing)?;
     let scale = dloss / T::from_usize(n.max(1));
+    let (uniform, keep) = (T::from_f64(smoothing / c as f64), T::from_f64(1.0 - smoothing));
     let mut dx = probs.clone();
     for (row, &t) in dx.data_mut().chunks_exact_mut(c).zip(targets) {
-        row[t] = row[t] - T::one();
+        row.iter_mut().for_each(|v| *v = *v - uniform);
+        row[t] = row[t] - keep;
         row.iter_mut().for_each(|v| *v = *v * scale);
     }
     Ok(dx)

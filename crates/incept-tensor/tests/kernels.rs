@@ -12,7 +12,8 @@ use incept_tensor::pool::{
     max_pool2d_backward, max_pool2d_with_indices,
 };
 use incept_tensor::softmax::{
-    cross_entropy, cross_entropy_backward, log_softmax, log_softmax_axis, log_softmax_backward, softmax,
+    cross_entropy, cross_entropy_backward, cross_entropy_smoothed, log_softmax, log_softmax_axis, log_softmax_backward,
+    softmax,
 };
 use incept_tensor::{Tensor, TensorError, reference};
 use rand::rngs::StdRng;
@@ -595,6 +596,18 @@ fn log_softmax_and_cross_entropy_match_reference() {
     let y = log_softmax(&x).unwrap();
     assert!(y.data().iter().all(|v| !v.is_nan()));
     assert_eq!(y.data()[0], 0.0);
+    // Label smoothing: with targets spread uniformly (smoothing 1) the loss
+    // is the mean of -log p over the classes; with 0 it is plain cross-entropy.
+    let logits = Tensor::<f64>::randn([4, 6], 0.0, 2.0, 1700);
+    let targets = [0, 5, 2, 2];
+    let lp = reference::log_softmax(&logits);
+    let uniform: f64 = -lp.data().iter().sum::<f64>() / 24.0;
+    assert!((cross_entropy_smoothed(&logits, &targets, 1.0).unwrap().0 - uniform).abs() < 1e-12);
+    assert_eq!(cross_entropy_smoothed(&logits, &targets, 0.0).unwrap().0, cross_entropy(&logits, &targets).unwrap().0);
+    let mixed = cross_entropy_smoothed(&logits, &targets, 0.1).unwrap().0;
+    let expected = 0.9 * reference::cross_entropy(&logits, &targets) + 0.1 * uniform;
+    assert!((mixed - expected).abs() < 1e-12, "{mixed} vs {expected}");
+    assert!(cross_entropy_smoothed(&logits, &targets, 1.5).is_err());
     let err = cross_entropy(&x, &[3]).unwrap_err();
     assert!(err.to_string().contains("target 3"), "{err}");
     assert!(cross_entropy(&x, &[0, 1]).is_err());

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use incept_tensor::softmax::{
-    cross_entropy, cross_entropy_backward, log_softmax, log_softmax_axis, log_softmax_axis_backward,
+    cross_entropy_smoothed, cross_entropy_smoothed_backward, log_softmax, log_softmax_axis, log_softmax_axis_backward,
     log_softmax_backward, softmax, softmax_backward,
 };
 use incept_tensor::{Float, Tensor};
@@ -53,12 +53,23 @@ impl<T: Float> Tape<T> {
     /// As [`incept_tensor::softmax::cross_entropy`]: a target outside `0..C`
     /// or a target count other than `N`.
     pub fn cross_entropy(&self, logits: &Var<T>, targets: &[usize]) -> Result<Var<T>> {
-        let (loss, probs) = cross_entropy(logits.value(), targets)?;
+        self.cross_entropy_smoothed(logits, targets, 0.0)
+    }
+
+    /// Mean cross-entropy against targets smoothed towards uniform by
+    /// `smoothing`, as [`incept_tensor::softmax::cross_entropy_smoothed`].
+    ///
+    /// # Errors
+    /// As [`incept_tensor::softmax::cross_entropy_smoothed`].
+    pub fn cross_entropy_smoothed(&self, logits: &Var<T>, targets: &[usize], smoothing: f64) -> Result<Var<T>> {
+        let (loss, probs) = cross_entropy_smoothed(logits.value(), targets, smoothing)?;
         let targets = targets.to_vec();
         Ok(self.record(
             Tensor::scalar(loss),
             &[logits],
-            Box::new(move |dloss: &Tensor<T>| Ok(vec![Some(cross_entropy_backward(&probs, &targets, dloss.item()?)?)])),
+            Box::new(move |dloss: &Tensor<T>| {
+                Ok(vec![Some(cross_entropy_smoothed_backward(&probs, &targets, smoothing, dloss.item()?)?)])
+            }),
         ))
     }
 }
