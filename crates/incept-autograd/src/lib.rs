@@ -22,15 +22,19 @@
 
 #![warn(missing_docs)]
 
+mod adam;
 mod error;
 mod gradcheck;
 mod ops;
 mod optim;
 mod param;
+mod schedule;
 mod tape;
 
+pub use adam::{Adam, AdamConfig};
 pub use error::{AutogradError, Result};
 pub use gradcheck::{GradCheckReport, check_gradients};
-pub use optim::{OneCycleLr, Sgd, SgdConfig};
+pub use optim::{Sgd, SgdConfig};
 pub use param::{Parameter, zero_grads};
+pub use schedule::{CosineLr, LinearWarmup, LrSchedule, OneCycleLr, StepLr};
 pub use tape::{BackwardFn, Gradients, Tape, Var};

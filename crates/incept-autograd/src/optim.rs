@@ -1,6 +1,4 @@
-//! Optimisers and learning-rate schedules.
-
-use std::f64::consts::PI;
+//! Stochastic gradient descent.
 
 use incept_tensor::{Float, Tensor};
 
@@ -145,68 +143,6 @@ impl<T: Float> Sgd<T> {
                     *p = *p - lr * g;
                 }
             });
-        }
-    }
-}
-
-/// The one-cycle learning-rate policy (Smith and Topurkoglu, "Super-Convergence",
-/// 2017) with cosine annealing, as PyTorch's `OneCycleLR` defines it: the
-/// rate rises from `max_lr / div_factor` to `max_lr` over the first
-/// `pct_start` of the steps, then falls to `max_lr / (div_factor * final_div_factor)`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct OneCycleLr {
-    /// Peak learning rate.
-    pub max_lr: f64,
-    /// Total number of optimiser steps.
-    pub total_steps: usize,
-    /// Fraction of the steps spent increasing the rate (PyTorch's default is 0.3).
-    pub pct_start: f64,
-    /// Initial rate is `max_lr / div_factor` (PyTorch's default is 25).
-    pub div_factor: f64,
-    /// Final rate is the initial rate divided by this (PyTorch's default is 1e4).
-    pub final_div_factor: f64,
-}
-
-impl OneCycleLr {
-    /// A schedule with PyTorch's default shape (`pct_start` 0.3,
-    /// `div_factor` 25, `final_div_factor` 1e4).
-    ///
-    /// # Errors
-    /// [`AutogradError::InvalidArgument`] if `max_lr` is not a positive
-    /// number or `total_steps` is zero.
-    pub fn new(max_lr: f64, total_steps: usize) -> Result<Self> {
-        if !(max_lr.is_finite() && max_lr > 0.0) || total_steps == 0 {
-            return Err(AutogradError::InvalidArgument {
-                op: "OneCycleLr::new",
-                reason: format!(
-                    "max_lr = {max_lr} must be a positive number and total_steps = {total_steps} at least 1"
-                ),
-            });
-        }
-        Ok(OneCycleLr { max_lr, total_steps, pct_start: 0.3, div_factor: 25.0, final_div_factor: 1e4 })
-    }
-
-    /// Learning rate for step `step` (0-based); steps past the end keep the final rate.
-    pub fn lr_at(&self, step: usize) -> f64 {
-        let initial = self.max_lr / self.div_factor;
-        let last = initial / self.final_div_factor;
-        // PyTorch places the peak at step `pct_start * total - 1` and the end
-        // at `total - 1`. With 3 or fewer steps the peak falls before step 0,
-        // so the schedule starts already annealing, as PyTorch's does.
-        let peak = self.pct_start * self.total_steps as f64 - 1.0;
-        let end = (self.total_steps as f64 - 1.0).max(peak);
-        let step = (step as f64).min(end);
-        // A weighted mean of `from` and `to`, which cannot overflow for any
-        // finite rates (unlike `to + (from - to) * weight`).
-        let cosine = |from: f64, to: f64, fraction: f64| {
-            let weight = (1.0 + (PI * fraction).cos()) / 2.0;
-            from * weight + to * (1.0 - weight)
-        };
-        if peak > 0.0 && step <= peak {
-            cosine(initial, self.max_lr, step / peak)
-        } else {
-            let fraction = if end > peak { (step - peak) / (end - peak) } else { 1.0 };
-            cosine(self.max_lr, last, fraction)
         }
     }
 }
