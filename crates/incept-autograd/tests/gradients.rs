@@ -334,6 +334,40 @@ fn unary_math_gradients() {
 }
 
 #[test]
+fn layout_gradients() {
+    let cases: [(&[usize], &[usize]); 5] = [
+        (&[2, 3], &[1, 0]),
+        (&[2, 3, 4], &[2, 0, 1]),
+        (&[1, 2, 2, 3], &[0, 2, 3, 1]),
+        (&[4], &[0]),
+        (&[3, 1, 2], &[1, 2, 0]),
+    ];
+    for (i, (dims, axes)) in cases.into_iter().enumerate() {
+        let input = randn(dims, 240 + i as u64);
+        let report = check_gradients(std::slice::from_ref(&input), STEP, |tape, v| tape.permute(&v[0], axes)).unwrap();
+        assert_passes(report, &format!("permute {dims:?} {axes:?}"));
+        let axis = dims.len() - 1;
+        let size = dims[axis];
+        let report = check_gradients(std::slice::from_ref(&input), STEP, |tape, v| {
+            tape.slice_axis(&v[0], axis, size / 2, size - size / 2)
+        })
+        .unwrap();
+        assert_passes(report, &format!("slice_axis {dims:?}"));
+        let report = check_gradients(&[input.clone(), randn(dims, 250 + i as u64)], STEP, |tape, v| {
+            tape.concat(&[&v[0], &v[1], &v[0]], 0)
+        })
+        .unwrap();
+        assert_passes(report, &format!("concat {dims:?}"));
+        let report = check_gradients(&[input], STEP, |tape, v| {
+            let pieces = tape.split(&v[0], axis, &[size / 2, size - size / 2])?;
+            tape.mul(&pieces[1], &pieces[1])
+        })
+        .unwrap();
+        assert_passes(report, &format!("split {dims:?}"));
+    }
+}
+
+#[test]
 fn fan_out_and_diamond_accumulate() {
     // y = x * x uses x twice: dy/dx = 2x.
     let tape = Tape::<f64>::new();

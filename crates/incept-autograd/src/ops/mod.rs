@@ -5,6 +5,7 @@ mod activation;
 mod arith;
 mod batch_norm;
 mod conv;
+mod layout;
 mod linear;
 mod loss;
 mod lrn;
