@@ -46,6 +46,36 @@ pub(crate) fn broadcast_strides(dims: &[usize], out: &[usize]) -> Vec<usize> {
     strides
 }
 
+/// Calls `f` with the offset `sum(index[a] * strides[a])` of every
+/// multi-index of `dims`, in row-major order: the element walk shared by
+/// broadcasting reductions and axis permutations.
+pub(crate) fn for_each_offset(dims: &[usize], strides: &[usize], mut f: impl FnMut(usize)) {
+    debug_assert_eq!(dims.len(), strides.len());
+    if dims.contains(&0) {
+        return;
+    }
+    let rank = dims.len();
+    let mut index = vec![0usize; rank];
+    let mut offset = 0usize;
+    loop {
+        f(offset);
+        let mut axis = rank;
+        loop {
+            if axis == 0 {
+                return;
+            }
+            axis -= 1;
+            index[axis] += 1;
+            offset += strides[axis];
+            if index[axis] < dims[axis] {
+                break;
+            }
+            offset -= strides[axis] * dims[axis];
+            index[axis] = 0;
+        }
+    }
+}
+
 /// Applies `f` to every pair of elements of `a` and `b` broadcast together.
 pub(crate) fn broadcast_zip<T: Float>(
     op: &'static str,
@@ -106,21 +136,12 @@ pub fn sum_to<T: Float>(x: &Tensor<T>, dims: &[usize]) -> Result<Tensor<T>> {
     }
     let strides = broadcast_strides(dims, x.dims());
     let mut out = Tensor::zeros(dims);
-    let rank = out_dims.len();
-    let mut index = vec![0usize; rank];
-    let mut offset = 0usize;
-    for &v in x.data() {
-        out.data_mut()[offset] = out.data_mut()[offset] + v;
-        for axis in (0..rank).rev() {
-            index[axis] += 1;
-            offset += strides[axis];
-            if index[axis] < out_dims[axis] {
-                break;
-            }
-            offset -= strides[axis] * out_dims[axis];
-            index[axis] = 0;
-        }
-    }
+    let mut values = x.data().iter();
+    let sums = out.data_mut();
+    for_each_offset(x.dims(), &strides, |offset| {
+        let v = *values.next().expect("one offset per element of x");
+        sums[offset] = sums[offset] + v;
+    });
     Ok(out)
 }
 

@@ -1,6 +1,7 @@
 //! Copies that rearrange a tensor: permuting axes, slicing and
 //! concatenating along any axis.
 
+use crate::broadcast::for_each_offset;
 use crate::{Float, Result, Tensor, TensorError};
 
 /// Reorders the axes: output axis `i` is input axis `axes[i]` (a copy).
@@ -24,20 +25,10 @@ pub fn permute<T: Float>(x: &Tensor<T>, axes: &[usize]) -> Result<Tensor<T>> {
     let out_dims: Vec<usize> = axes.iter().map(|&a| x.dims()[a]).collect();
     let strides: Vec<usize> = axes.iter().map(|&a| in_strides[a]).collect();
     let mut out = Tensor::zeros(out_dims.as_slice());
-    let mut index = vec![0usize; rank];
-    let mut offset = 0usize;
-    for v in out.data_mut() {
-        *v = x.data()[offset];
-        for axis in (0..rank).rev() {
-            index[axis] += 1;
-            offset += strides[axis];
-            if index[axis] < out_dims[axis] {
-                break;
-            }
-            offset -= strides[axis] * out_dims[axis];
-            index[axis] = 0;
-        }
-    }
+    let mut slots = out.data_mut().iter_mut();
+    for_each_offset(&out_dims, &strides, |offset| {
+        *slots.next().expect("one offset per output element") = x.data()[offset];
+    });
     Ok(out)
 }
 
