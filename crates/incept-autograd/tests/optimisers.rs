@@ -186,3 +186,78 @@ fn backward_frees_every_saved_activation() {
     assert_eq!(Rc::strong_count(&hidden), 1, "only `hidden`");
     assert_eq!(Rc::strong_count(&w.value()), 2, "the parameter and this temporary");
 }
+
+/// The fixture's formulas, as `tools/make_optimizer_fixtures.py` computes them.
+fn fixture_initial(k: usize, n: usize) -> Vec<f64> {
+    (0..n).map(|i| (0.5 * i as f64 + k as f64).cos()).collect()
+}
+
+fn fixture_gradient(k: usize, step: usize, n: usize) -> Vec<f64> {
+    (0..n).map(|i| (0.7 * i as f64 + 1.3 * step as f64 + k as f64).sin()).collect()
+}
+
+/// An optimiser under test, driven one step at a time.
+enum Optimiser {
+    Sgd(Sgd<f64>),
+    Adam(Adam<f64>),
+}
+
+impl Optimiser {
+    fn step(&mut self) {
+        match self {
+            Optimiser::Sgd(sgd) => sgd.step(),
+            Optimiser::Adam(adam) => adam.step(),
+        }
+    }
+}
+
+#[test]
+fn optimisers_match_pytorch_fixture() {
+    let fixture = include_str!("fixtures/optimizers.txt");
+    let shapes: [&[usize]; 2] = [&[2, 3], &[3]];
+    for name in ["sgd_momentum", "sgd_nesterov_decay", "adam_l2", "adamw"] {
+        let params: Vec<Parameter<f64>> = shapes
+            .iter()
+            .enumerate()
+            .map(|(k, dims)| {
+                let n = dims.iter().product();
+                Parameter::new(format!("p{k}"), Tensor::from_vec(fixture_initial(k, n), *dims).unwrap())
+            })
+            .collect();
+        let mut optimiser = match name {
+            "sgd_momentum" => Optimiser::Sgd(
+                Sgd::new(params.clone(), SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 0.0, nesterov: false })
+                    .unwrap(),
+            ),
+            "sgd_nesterov_decay" => Optimiser::Sgd(
+                Sgd::new(params.clone(), SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 0.01, nesterov: true })
+                    .unwrap(),
+            ),
+            "adam_l2" => Optimiser::Adam(
+                Adam::new(params.clone(), AdamConfig { lr: 0.01, weight_decay: 0.05, ..AdamConfig::adam() }).unwrap(),
+            ),
+            _ => Optimiser::Adam(
+                Adam::new(params.clone(), AdamConfig { lr: 0.01, weight_decay: 0.05, ..AdamConfig::adamw() }).unwrap(),
+            ),
+        };
+        for step in 0..3 {
+            incept_autograd::zero_grads(&params);
+            let coefficients: Vec<Tensor<f64>> = params
+                .iter()
+                .enumerate()
+                .map(|(k, p)| Tensor::from_vec(fixture_gradient(k, step, p.numel()), p.value().dims()).unwrap())
+                .collect();
+            step_with_gradient(&params, &coefficients);
+            optimiser.step();
+            for (k, p) in params.iter().enumerate() {
+                let prefix = format!("{name} {step} {k} ");
+                let line = fixture.lines().find(|l| l.starts_with(&prefix)).expect("the fixture has every step");
+                let expected: Vec<f64> = line[prefix.len()..].split_whitespace().map(|v| v.parse().unwrap()).collect();
+                for (i, (&got, &want)) in p.value().data().iter().zip(&expected).enumerate() {
+                    assert!((got - want).abs() < 1e-6, "{name} step {step} p{k}[{i}]: {got} vs PyTorch {want}");
+                }
+                assert_eq!(p.value().numel(), expected.len());
+            }
+        }
+    }
+}
