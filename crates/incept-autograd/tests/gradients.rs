@@ -499,7 +499,8 @@ fn one_cycle_matches_pytorch_shape() {
     assert!((0..10).all(|s| huge.lr_at(s).is_finite()));
     // With 3 steps the peak (0.3 * 3 - 1) lies before step 0, so step 0 is already annealing.
     let short = OneCycleLr::new(0.1, 3).unwrap();
-    assert!(short.lr_at(0) < 0.1 && short.lr_at(0) > short.lr_at(1));
+    assert!(short.lr_at(0) < 0.1, "step 0 is below the peak");
+    assert!(short.lr_at(0) > short.lr_at(1), "and the rate falls from there");
     assert!(OneCycleLr::new(0.1, 0).is_err());
 }
 

@@ -294,7 +294,7 @@ fn forward_image<T: Float>(
     }
 }
 
-/// What the forward pass applies to each output block after its GEMM.
+/// Operations the forward pass applies to each output block after its GEMM.
 #[derive(Clone, Copy)]
 struct Epilogue<'a, T> {
     bias: Option<&'a [T]>,
