@@ -2,6 +2,7 @@
 //! concatenating along any axis.
 
 use crate::broadcast::for_each_offset;
+use crate::shape::around_axis as around;
 use crate::{Float, Result, Tensor, TensorError};
 
 /// Reorders the axes: output axis `i` is input axis `axes[i]` (a copy).
@@ -30,14 +31,6 @@ pub fn permute<T: Float>(x: &Tensor<T>, axes: &[usize]) -> Result<Tensor<T>> {
         *slots.next().expect("one offset per output element") = x.data()[offset];
     });
     Ok(out)
-}
-
-/// Sizes `(outer, len, inner)` around `axis`.
-fn around(op: &'static str, dims: &[usize], axis: usize) -> Result<(usize, usize, usize)> {
-    if axis >= dims.len() {
-        return Err(TensorError::invalid(op, format!("axis {axis} is out of range for shape {dims:?}")));
-    }
-    Ok((dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product()))
 }
 
 /// Copies indices `start..start + len` of `axis`.

@@ -1,16 +1,8 @@
 //! Reductions along one axis, arg-max, and matrix products.
 
 use crate::gemm::{MatMut, MatRef, gemm, gemm_par};
+use crate::shape::around_axis;
 use crate::{Float, Result, Tensor, TensorError};
-
-/// Sizes `[outer, len, inner]` of `dims` around `axis`, so that element
-/// `(o, l, i)` sits at `(o * len + l) * inner + i`.
-fn split_at_axis(op: &'static str, dims: &[usize], axis: usize) -> Result<(usize, usize, usize)> {
-    if axis >= dims.len() {
-        return Err(TensorError::invalid(op, format!("axis {axis} is out of range for shape {dims:?}")));
-    }
-    Ok((dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product()))
-}
 
 /// Shape after reducing `axis`: size 1 there with `keepdim`, removed otherwise.
 fn reduced_dims(dims: &[usize], axis: usize, keepdim: bool) -> Vec<usize> {
@@ -30,7 +22,7 @@ fn reduced_dims(dims: &[usize], axis: usize, keepdim: bool) -> Vec<usize> {
 /// # Errors
 /// [`TensorError::InvalidArgument`] if `axis` is out of range.
 pub fn sum_axis<T: Float>(x: &Tensor<T>, axis: usize, keepdim: bool) -> Result<Tensor<T>> {
-    let (outer, len, inner) = split_at_axis("sum_axis", x.dims(), axis)?;
+    let (outer, len, inner) = around_axis("sum_axis", x.dims(), axis)?;
     let mut out = Tensor::zeros(reduced_dims(x.dims(), axis, keepdim));
     if inner == 0 {
         return Ok(out);
@@ -67,7 +59,7 @@ pub fn mean_axis<T: Float>(x: &Tensor<T>, axis: usize, keepdim: bool) -> Result<
 /// [`TensorError::InvalidArgument`] if `axis` is out of range or has size 0.
 pub fn max_axis<T: Float>(x: &Tensor<T>, axis: usize, keepdim: bool) -> Result<(Tensor<T>, Vec<usize>)> {
     let op = "max_axis";
-    let (outer, len, inner) = split_at_axis(op, x.dims(), axis)?;
+    let (outer, len, inner) = around_axis(op, x.dims(), axis)?;
     if len == 0 {
         return Err(TensorError::invalid(
             op,

@@ -2,6 +2,20 @@
 
 use std::fmt;
 
+use crate::{Result, TensorError};
+
+/// Sizes `(outer, len, inner)` of `dims` around `axis`: element `(o, l, i)`
+/// of the tensor seen as `[outer, len, inner]` sits at `(o * len + l) * inner + i`.
+///
+/// # Errors
+/// [`TensorError::InvalidArgument`] naming `op` if `axis` is out of range.
+pub(crate) fn around_axis(op: &'static str, dims: &[usize], axis: usize) -> Result<(usize, usize, usize)> {
+    if axis >= dims.len() {
+        return Err(TensorError::invalid(op, format!("axis {axis} is out of range for shape {dims:?}")));
+    }
+    Ok((dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product()))
+}
+
 /// The dimensions of a tensor, outermost first (NCHW for images, OIHW for
 /// convolution weights, as PyTorch stores them).
 #[derive(Clone, PartialEq, Eq, Hash, Default)]

@@ -150,10 +150,11 @@ pub fn cross_entropy_smoothed_backward<T: Float>(
 /// Sizes `(outer, len, inner)` around `axis`, rejecting an out-of-range or
 /// empty axis.
 fn around_axis(op: &'static str, dims: &[usize], axis: usize) -> Result<(usize, usize, usize)> {
-    if axis >= dims.len() || dims[axis] == 0 {
-        return Err(TensorError::invalid(op, format!("axis {axis} of shape {dims:?} is out of range or empty")));
+    let sizes = crate::shape::around_axis(op, dims, axis)?;
+    if sizes.1 == 0 {
+        return Err(TensorError::invalid(op, format!("axis {axis} of shape {dims:?} is empty")));
     }
-    Ok((dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product()))
+    Ok(sizes)
 }
 
 /// `exp(x - max) / sum(exp(x - max))` along `axis`; subtracting the maximum
