@@ -9,7 +9,7 @@ use incept_tensor::Tensor;
 use incept_tensor::conv::Conv2dParams;
 use incept_tensor::pool::Pool2dParams;
 
-/// Gradient of `sum(w * c)` is `c`, so each step sees a known gradient.
+/// Gradient of `sum(w * c)` is `c`, so each step gets a known gradient.
 fn step_with_gradient(params: &[Parameter<f64>], coefficients: &[Tensor<f64>]) {
     let tape = Tape::new();
     let mut total = None;
@@ -177,7 +177,7 @@ fn backward_frees_every_saved_activation() {
     let pooled = tape.max_pool2d(&activated, Pool2dParams::new(2, 2, 0, false)).unwrap();
     let loss = tape.sum(&pooled);
     drop((conv, activated, pooled));
-    // Before the walk, the convolution's gradient rule holds the input for
+    // Before the walk, the convolution's gradient rule keeps the input for
     // the weight gradient. (ReLU saves its output, not the convolution's.)
     assert!(Rc::strong_count(&input) > 2, "the tape must keep the input for the weight gradient");
     tape.backward(&loss).unwrap();

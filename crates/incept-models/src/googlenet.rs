@@ -223,9 +223,9 @@ const STAGE_POOL: Pool2dParams = Pool2dParams { kernel: (3, 3), stride: (2, 2), 
 /// The max pool before 5a, padded so that 7x7 maps become 4x4 (3x3 without padding).
 const LAST_STAGE_POOL: Pool2dParams = Pool2dParams { kernel: (3, 3), stride: (2, 2), padding: (1, 1), ceil_mode: true };
 
-/// Side lengths of the 3a, 4a and 5a feature maps for an input side, or
-/// `None` if a pool does not fit; the auxiliary heads also need the 4a map
-/// to be at least 2 wide for their 2x2 pool.
+/// Returns the side lengths of the 3a, 4a and 5a feature maps for an input
+/// side, or `None` if a pool does not fit. The auxiliary heads also need the
+/// 4a map to be at least 2 wide for their 2x2 pool.
 fn feature_map_sides(side: usize, with_aux: bool) -> Option<[usize; 3]> {
     let s3 = STAGE_POOL.h_out(side).filter(|&s| s > 0)?;
     let s4 = STAGE_POOL.h_out(s3).filter(|&s| s > 0)?;

@@ -31,7 +31,7 @@ pub struct Conv2dParams {
     /// Spacing between kernel taps; 1 is a dense kernel.
     pub dilation: (usize, usize),
     /// Channel groups: input and output channels are split into this many
-    /// equal groups, and each output group sees only its input group. 1 is a
+    /// equal groups, and each output group reads only its input group. 1 is a
     /// dense convolution; `groups == c_in` with `c_out` a multiple of it is
     /// depthwise.
     pub groups: usize,

@@ -23,7 +23,7 @@ impl<'a, T: Float> MatRef<'a, T> {
     /// Views `data` as a row-major `rows x cols` matrix.
     ///
     /// # Panics
-    /// If `data` holds fewer than `rows * cols` elements.
+    /// If `data` has fewer than `rows * cols` elements.
     pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
         Self::strided(data, rows, cols, cols, 1)
     }
@@ -74,7 +74,7 @@ impl<'a, T: Float> MatMut<'a, T> {
     /// Views `data` as a row-major `rows x cols` matrix.
     ///
     /// # Panics
-    /// If `data` holds fewer than `rows * cols` elements.
+    /// If `data` has fewer than `rows * cols` elements.
     pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
         Self::strided(data, rows, cols, cols, 1)
     }

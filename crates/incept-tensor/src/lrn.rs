@@ -9,7 +9,7 @@
 //! y_c = x_c * D_c^(-beta)
 //! ```
 //!
-//! where the window `W(c)` holds channels `c - size / 2 ..= c + (size - 1) / 2`
+//! where the window `W(c)` contains the channels `c - size / 2 ..= c + (size - 1) / 2`
 //! that exist (PyTorch's `LocalResponseNorm` pads the missing ones with
 //! zeros, which is the same sum).
 
@@ -50,7 +50,7 @@ impl LrnParams {
         Ok(())
     }
 
-    /// The channels `[first, last)` in the window of channel `c` among `channels`.
+    /// Returns the channels `[first, last)` in the window of channel `c` among `channels`.
     fn window(&self, c: usize, channels: usize) -> (usize, usize) {
         (c.saturating_sub(self.size / 2), (c + (self.size - 1) / 2 + 1).min(channels))
     }
@@ -154,7 +154,7 @@ pub fn lrn_backward<T: Float>(
             ratio.clear();
             ratio.extend(dy.iter().zip(x).zip(d).map(|((&g, &v), &base)| g * v * base.powf(-beta - T::one())));
             for ch in 0..c {
-                // Channel j = ch receives from every c whose window holds j:
+                // Channel j = ch receives from every c whose window contains j:
                 // c in [j - (size - 1) / 2, j + size / 2].
                 let first = ch.saturating_sub((params.size - 1) / 2);
                 let last = (ch + params.size / 2 + 1).min(c);

@@ -165,8 +165,8 @@ pub fn max_pool2d<T: Float>(x: &Tensor<T>, params: Pool2dParams) -> Result<Tenso
 /// Max-pools one NaN-free plane a row of outputs at a time. For each window
 /// tap `(iy, j)` one pass runs over the outputs it reaches, so the inner loop
 /// has no bounds branches and compiles to vector max instructions.
-/// `tap_columns[j]` holds the outputs of a row whose tap `j` lies inside the
-/// input; it is the same for every row, so the caller computes it once.
+/// `tap_columns[j]` contains the outputs of a row whose tap `j` lies inside
+/// the input. It is the same for every row, so the caller computes it once.
 fn max_plane<T: Float>(
     plane: &[T],
     y: &mut [T],
@@ -358,7 +358,7 @@ pub fn max_pool2d_backward<T: Float>(dy: &Tensor<T>, indices: &[u32], input_dims
     Ok(dx)
 }
 
-/// The input rows (or columns) that adaptive pooling averages for output
+/// Returns the input rows (or columns) that adaptive pooling averages for output
 /// index `i`: `[floor(i * size / out), ceil((i + 1) * size / out))`, as
 /// PyTorch's `adaptive_avg_pool2d` defines them.
 fn adaptive_range(i: usize, size: usize, out: usize) -> (usize, usize) {

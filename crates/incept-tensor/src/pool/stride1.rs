@@ -60,7 +60,7 @@ pub(crate) fn max_plane_stride1<T: Float>(
     let geometry = pad(plane, sizes, params, scratch);
     let Stride1Scratch { padded, best, .. } = scratch;
     best.clear();
-    // -inf is a valid seed for values: every window holds an input element.
+    // -inf is a valid seed for values because every window contains an input element.
     best.resize(geometry.extent, T::neg_infinity());
     for i in 0..params.kernel.0 {
         for j in 0..params.kernel.1 {
