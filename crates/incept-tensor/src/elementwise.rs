@@ -175,8 +175,29 @@ pub fn dropout_mask<T: Float>(dims: &[usize], p: f64, seed: u64) -> Result<Tenso
 /// [`TensorError`] if `xs` is empty, a tensor is not 4-D, or batch, height
 /// or width differ.
 pub fn concat_channels<T: Float>(xs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+    concat_channels_relu(xs, &vec![false; xs.len()])
+}
+
+/// Concatenates NCHW tensors along the channel axis, applying ReLU to the
+/// tensors whose flag in `relu` is set while copying them. An Inception
+/// module ends every branch with a ReLU, so each branch's activation pass
+/// writes straight into its channel range of the output and the concat
+/// costs no pass of its own.
+///
+/// PyTorch equivalent: `torch.cat([x.relu() if r else x for x, r in zip(xs, relu)], dim=1)`.
+///
+/// # Errors
+/// [`TensorError`] as [`concat_channels`], or if `relu` does not have one
+/// flag per tensor.
+pub fn concat_channels_relu<T: Float>(xs: &[&Tensor<T>], relu: &[bool]) -> Result<Tensor<T>> {
     let op = "concat_channels";
     let first = xs.first().ok_or_else(|| TensorError::invalid(op, "at least one tensor is required"))?;
+    if relu.len() != xs.len() {
+        return Err(TensorError::invalid(
+            op,
+            format!("{} ReLU flags given for {} tensors; pass one per tensor", relu.len(), xs.len()),
+        ));
+    }
     let &[n, _, h, w] = first.expect_rank(op, 4)? else { unreachable!() };
     let mut c_total = 0;
     for x in xs {
@@ -190,9 +211,15 @@ pub fn concat_channels<T: Float>(xs: &[&Tensor<T>]) -> Result<Tensor<T>> {
     let plane = h * w;
     let mut out = Vec::with_capacity(n * c_total * plane);
     for i in 0..n {
-        for x in xs {
+        for (x, &apply_relu) in xs.iter().zip(relu) {
             let len = x.dims()[1] * plane;
-            out.extend_from_slice(&x.data()[i * len..(i + 1) * len]);
+            let src = &x.data()[i * len..(i + 1) * len];
+            if apply_relu {
+                // `v < 0 ? 0 : v` keeps NaN as NaN, as torch.relu does.
+                out.extend(src.iter().map(|&v| if v < T::zero() { T::zero() } else { v }));
+            } else {
+                out.extend_from_slice(src);
+            }
         }
     }
     Tensor::from_vec(out, [n, c_total, h, w])

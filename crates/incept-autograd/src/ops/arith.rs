@@ -3,7 +3,8 @@
 use std::rc::Rc;
 
 use incept_tensor::elementwise::{
-    add, add_scalar, concat_channels, div, exp, ln, mul, scale, slice_channels, sqrt, sub, sum_all,
+    add, add_scalar, concat_channels, concat_channels_relu, div, exp, ln, mul, relu_backward, scale, slice_channels,
+    sqrt, sub, sum_all,
 };
 use incept_tensor::{Float, Tensor, TensorError};
 
@@ -144,6 +145,39 @@ impl<T: Float> Tape<T> {
                 let mut grads = Vec::with_capacity(channels.len());
                 for &c in &channels {
                     grads.push(Some(slice_channels(dy, start, c)?));
+                    start += c;
+                }
+                Ok(grads)
+            }),
+        ))
+    }
+
+    /// Concatenates NCHW tensors along the channel axis, applying ReLU to
+    /// those whose flag in `relu` is set; the ReLU pass is the copy into the
+    /// output, so the concat costs no pass of its own. The backward pass
+    /// shares the output instead of saving the inputs.
+    ///
+    /// # Errors
+    /// As [`incept_tensor::elementwise::concat_channels_relu`].
+    pub fn concat_channels_relu(&self, xs: &[&Var<T>], relu: &[bool]) -> Result<Var<T>> {
+        let values: Vec<&Tensor<T>> = xs.iter().map(|v| v.value()).collect();
+        let y = Rc::new(concat_channels_relu(&values, relu)?);
+        let channels: Vec<usize> = xs.iter().map(|v| v.dims()[1]).collect();
+        let relu = relu.to_vec();
+        let y_saved = (self.is_recording() && relu.iter().any(|&r| r)).then(|| Rc::clone(&y));
+        Ok(self.record(
+            y,
+            xs,
+            Box::new(move |dy: &Tensor<T>| {
+                let mut start = 0;
+                let mut grads = Vec::with_capacity(channels.len());
+                for (&c, &apply_relu) in channels.iter().zip(&relu) {
+                    let mut grad = slice_channels(dy, start, c)?;
+                    if apply_relu {
+                        let y = y_saved.as_ref().expect("the output is saved whenever a ReLU flag is set");
+                        grad = relu_backward(&slice_channels(y, start, c)?, &grad)?;
+                    }
+                    grads.push(Some(grad));
                     start += c;
                 }
                 Ok(grads)
