@@ -16,7 +16,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use incept::autograd::{Sgd, SgdConfig, Tape, Var};
 use incept::models::googlenet::INCEPTION_CONFIGS;
-use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Inception, Init, Module};
+use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Inception, Init, Layer, Module, Variant};
 use incept::tensor::Tensor;
 use incept::tensor::conv::{Conv2dParams, conv2d, conv2d_backward};
 
@@ -171,7 +171,7 @@ fn bench_inception(c: &mut Criterion) {
 }
 
 fn bench_googlenet(c: &mut Criterion) {
-    let config = GoogLeNetConfig { width: WIDTH, ..Default::default() };
+    let config = GoogLeNetConfig { width: WIDTH, ..GoogLeNetConfig::small(Variant::Torchvision, 1, 10) };
     let images = Var::constant(Tensor::randn([BATCH, 1, 28, 28], 0.0, 1.0, 30));
     let labels: Vec<usize> = (0..BATCH).map(|i| i % 10).collect();
 

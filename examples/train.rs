@@ -12,7 +12,7 @@ use std::time::Instant;
 use clap::Parser;
 use incept::autograd::{OneCycleLr, Sgd, SgdConfig, Tape, Var};
 use incept::models::data::{Dataset, fashion_mnist};
-use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Module};
+use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Module, Variant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser, Debug)]
@@ -117,7 +117,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         train = train.take(max.saturating_mul(args.batch_size));
         test = test.take(max.saturating_mul(args.batch_size));
     }
-    let net = GoogLeNet::new(GoogLeNetConfig { width: args.width, seed: args.seed, ..Default::default() })?;
+    let net = GoogLeNet::new(GoogLeNetConfig {
+        width: args.width,
+        seed: args.seed,
+        ..GoogLeNetConfig::small(Variant::Torchvision, 1, 10)
+    })?;
     println!(
         "GoogLeNet width {} ({} parameters), {} training and {} test images from {}, {} rayon threads",
         args.width,

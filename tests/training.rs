@@ -5,7 +5,7 @@ use std::path::Path;
 
 use incept::autograd::{OneCycleLr, Sgd, SgdConfig, Tape, Var};
 use incept::models::data::fashion_mnist;
-use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Module};
+use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Module, Variant};
 
 fn accuracy(logits: &Var, labels: &[usize]) -> f64 {
     let classes = logits.dims()[1];
@@ -26,7 +26,12 @@ fn googlenet_learns_fashion_mnist_subset() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist");
     let (train, test) = fashion_mnist(&dir).unwrap();
     let (train, test) = (train.take(1024), test.take(500));
-    let net = GoogLeNet::new(GoogLeNetConfig { width: 0.125, seed: 1, ..Default::default() }).unwrap();
+    let net = GoogLeNet::new(GoogLeNetConfig {
+        width: 0.125,
+        seed: 1,
+        ..GoogLeNetConfig::small(Variant::Torchvision, 1, 10)
+    })
+    .unwrap();
     let (epochs, batch_size) = (3, 64);
     let schedule = OneCycleLr::new(0.1, epochs * train.len().div_ceil(batch_size)).unwrap();
     let config = SgdConfig { lr: schedule.lr_at(0), momentum: 0.9, weight_decay: 5e-4, nesterov: true };
@@ -67,7 +72,12 @@ fn training_is_reproducible_with_the_same_seed() {
     let (train, _) = fashion_mnist(&dir).unwrap();
     let train = train.take(256);
     let run = || {
-        let net = GoogLeNet::new(GoogLeNetConfig { width: 0.125, seed: 5, ..Default::default() }).unwrap();
+        let net = GoogLeNet::new(GoogLeNetConfig {
+            width: 0.125,
+            seed: 5,
+            ..GoogLeNetConfig::small(Variant::Torchvision, 1, 10)
+        })
+        .unwrap();
         let config = SgdConfig { lr: 0.05, momentum: 0.9, weight_decay: 5e-4, nesterov: true };
         let mut sgd = Sgd::new(net.parameters(), config).unwrap();
         for (step, (images, labels)) in train.batches(64, Some(9)).unwrap().enumerate() {

@@ -1,14 +1,16 @@
-//! GoogLeNet (Inception v1) for small images, with auxiliary classifiers.
+//! GoogLeNet (Inception v1): the paper's network and torchvision's, for
+//! 224x224 ImageNet images or, with a small-input stem, 28x28 and 32x32 images.
 //!
 //! Szegedy et al., "Going deeper with convolutions", CVPR 2015.
 
 use incept_autograd::{Parameter, Tape, Var};
-use incept_tensor::Float;
-use incept_tensor::pool::Pool2dParams;
+use incept_tensor::lrn::LrnParams;
+use incept_tensor::{Float, Tensor};
+use serde::{Deserialize, Serialize};
 
-use crate::inception::{Inception, InceptionConfig, scale_channels};
-use crate::layers::{BasicConv2d, Linear};
-use crate::module::{ForwardCtx, Init, Module};
+use crate::inception::{Inception, InceptionConfig, InceptionOptions, scale_channels};
+use crate::layers::{AdaptiveAvgPool2d, AvgPool2d, BasicConv2d, ConvNorm, Dropout, Flatten, Linear, Lrn, MaxPool2d};
+use crate::module::{Buffer, ForwardCtx, Init, Layer, Module, WeightInit};
 use crate::{ModelError, Result};
 
 /// The nine Inception modules of Table 1 of the GoogLeNet paper, with their
@@ -37,71 +39,198 @@ const fn cfg(
     InceptionConfig { c_in, ch1x1, ch3x3_reduce, ch3x3, ch5x5_reduce, ch5x5, pool_proj }
 }
 
-/// Options of [`GoogLeNet`].
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Which GoogLeNet to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// The network of the paper: convolutions with biases and no batch norm,
+    /// local response normalisation after the first pool and after conv3,
+    /// true 5x5 branches, 3x3/2 max pools, auxiliary heads that start with a
+    /// 5x5/3 average pool.
+    Paper,
+    /// torchvision's `googlenet`: every convolution without bias and followed
+    /// by batch norm (eps 0.001), no LRN, 3x3 convolutions in the "5x5"
+    /// branches, a 2x2/2 max pool before 5a, auxiliary heads that start with
+    /// an adaptive average pool to 4x4. Its state dict loads without renaming.
+    Torchvision,
+}
+
+/// The layers before Inception 3a.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stem {
+    /// The paper's stem for 224x224 images: conv1 7x7/2, max pool 3x3/2,
+    /// conv2 1x1, conv3 3x3, max pool 3x3/2 (LRN in the paper variant), an
+    /// eight-fold downsampling to the 28x28 maps of Inception 3a.
+    ImageNet,
+    /// A stem for 28x28 and 32x32 images. Two things change: conv1 is 3x3
+    /// with stride 1 and padding 1 instead of 7x7/2 with padding 3, and the
+    /// first max pool (maxpool1) is removed, so the stem downsamples
+    /// two-fold instead of eight-fold (28x28 images reach 3a at 14x14).
+    /// The paper variant's auxiliary heads pool adaptively to 4x4, as
+    /// torchvision's do, because its 5x5/3 pool needs a 14x14 4a map.
+    /// Layer names, channel counts and everything after the stem are unchanged.
+    Small,
+}
+
+/// Options of [`GoogLeNet`]. Start from [`GoogLeNetConfig::paper`],
+/// [`GoogLeNetConfig::torchvision`] or [`GoogLeNetConfig::small`] and
+/// change fields.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GoogLeNetConfig {
+    /// Paper or torchvision layers.
+    pub variant: Variant,
+    /// ImageNet or small-input stem.
+    pub stem: Stem,
     /// Number of output classes.
     pub num_classes: usize,
-    /// Channels of the input images (1 for Fashion-MNIST).
+    /// Channels of the input images (3 for RGB, 1 for Fashion-MNIST).
     pub in_channels: usize,
     /// Multiplier on every channel count (1.0 is the paper's network).
     pub width: f64,
     /// Build the two auxiliary classifiers (after 4a and 4d).
     pub aux_logits: bool,
-    /// Drop probability before the final classifier (0.4 in the paper).
+    /// Map inputs normalised with the ImageNet mean and std to the `(x - 0.5) / 0.5`
+    /// normalisation that torchvision's pretrained GoogLeNet was trained
+    /// with, as torchvision's `transform_input=True` does. Needs 3 input channels.
+    pub transform_input: bool,
+    /// Drop probability before the final classifier (0.4 in the paper, 0.2 in torchvision).
     pub dropout: f64,
-    /// Drop probability inside the auxiliary classifiers (0.7 in the paper).
+    /// Drop probability inside the auxiliary classifiers (0.7).
     pub aux_dropout: f64,
+    /// Initialisation of convolution and linear weights.
+    pub init: WeightInit,
     /// Seed of the initial weights.
     pub seed: u64,
 }
 
 impl GoogLeNetConfig {
+    /// The paper's network for 224x224 RGB images and 1000 classes, with
+    /// auxiliary heads and PyTorch's default initialisation.
+    pub fn paper() -> Self {
+        GoogLeNetConfig {
+            variant: Variant::Paper,
+            stem: Stem::ImageNet,
+            num_classes: 1000,
+            in_channels: 3,
+            width: 1.0,
+            aux_logits: true,
+            transform_input: false,
+            dropout: 0.4,
+            aux_dropout: 0.7,
+            init: WeightInit::PyTorchDefault,
+            seed: 0,
+        }
+    }
+
+    /// torchvision's `googlenet(weights=None)` (torchvision 0.20): 224x224
+    /// RGB, 1000 classes, auxiliary heads, dropout 0.2, weights from a
+    /// normal with std 0.01 truncated to `[-2, 2]`.
+    pub fn torchvision() -> Self {
+        GoogLeNetConfig {
+            variant: Variant::Torchvision,
+            dropout: 0.2,
+            init: WeightInit::TruncatedNormal { std: 0.01 },
+            ..Self::paper()
+        }
+    }
+
+    /// A network of `variant` with the small-input stem for `in_channels` x
+    /// 28x28 or 32x32 images and `num_classes` classes, with PyTorch's
+    /// default initialisation (it trains faster than std 0.01 from scratch).
+    pub fn small(variant: Variant, in_channels: usize, num_classes: usize) -> Self {
+        let base = match variant {
+            Variant::Paper => Self::paper(),
+            Variant::Torchvision => Self::torchvision(),
+        };
+        GoogLeNetConfig { stem: Stem::Small, in_channels, num_classes, init: WeightInit::PyTorchDefault, ..base }
+    }
+
+    /// Inception options of the variant.
+    pub fn inception_options(&self) -> InceptionOptions {
+        match self.variant {
+            Variant::Paper => InceptionOptions::PAPER,
+            Variant::Torchvision => InceptionOptions::TORCHVISION,
+        }
+    }
+
+    fn conv_norm(&self) -> ConvNorm {
+        self.inception_options().norm
+    }
+
     /// Trainable parameters of the network [`GoogLeNet::new`] builds from
-    /// this config, computed from the channel counts without allocating; `None`
-    /// if the count overflows `usize`.
+    /// this config, computed from the channel counts without allocating;
+    /// `None` if the count overflows `usize`.
     pub fn parameter_count(&self) -> Option<usize> {
-        let w = self.width;
-        let conv_bn = |c_in: usize, c_out: usize, kernel: usize| {
-            c_in.checked_mul(c_out)?.checked_mul(kernel * kernel)?.checked_add(c_out.checked_mul(2)?)
+        let plan = Plan::new(self);
+        let per_channel = match self.conv_norm() {
+            ConvNorm::Bias => 1,
+            ConvNorm::BatchNorm => 2,
+        };
+        let conv = |c_in: usize, c_out: usize, kernel: usize| {
+            c_in.checked_mul(c_out)?.checked_mul(kernel * kernel)?.checked_add(c_out.checked_mul(per_channel)?)
         };
         let linear = |f_in: usize, f_out: usize| f_in.checked_mul(f_out)?.checked_add(f_out);
-        let (c1, c2) = (scale_channels(64, w), scale_channels(192, w));
-        let mut total = conv_bn(self.in_channels, c1, 3)?.checked_add(conv_bn(c1, c2, 3)?)?;
-        let mut c_in = c2;
-        let mut aux_inputs = [0; 2];
-        for (i, (_, full)) in INCEPTION_CONFIGS.iter().enumerate() {
-            let config = full.scaled(c_in, w);
-            total = total.checked_add(config.parameter_count()?)?;
-            c_in = config.c_out();
-            if let Some(k) = AUX_AFTER.iter().position(|&a| a == i) {
-                aux_inputs[k] = c_in;
-            }
+        let mut total = 0usize;
+        for stem in &plan.stem {
+            total = total.checked_add(conv(stem.c_in, stem.c_out, stem.kernel)?)?;
+        }
+        for (_, config) in &plan.inceptions {
+            total = total.checked_add(config.parameter_count(self.inception_options())?)?;
         }
         if self.aux_logits {
-            let (c_conv, hidden) = (scale_channels(128, w), scale_channels(1024, w));
-            for aux_in in aux_inputs {
-                let head = conv_bn(aux_in, c_conv, 1)?
-                    .checked_add(linear(c_conv.checked_mul(4)?, hidden)?)?
-                    .checked_add(linear(hidden, self.num_classes)?)?;
+            for aux_in in plan.aux_inputs {
+                let head = conv(aux_in, plan.aux_conv, 1)?
+                    .checked_add(linear(plan.aux_conv.checked_mul(AUX_POOL_CELLS)?, plan.aux_hidden)?)?
+                    .checked_add(linear(plan.aux_hidden, self.num_classes)?)?;
                 total = total.checked_add(head)?;
             }
         }
-        total.checked_add(linear(c_in, self.num_classes)?)
+        total.checked_add(linear(plan.fc_in, self.num_classes)?)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.num_classes == 0 || self.in_channels == 0 {
+            return Err(ModelError::Config(format!(
+                "num_classes = {} and in_channels = {} must be at least 1",
+                self.num_classes, self.in_channels
+            )));
+        }
+        if !(self.width.is_finite() && self.width > 0.0) {
+            return Err(ModelError::Config(format!("width = {} must be a positive number", self.width)));
+        }
+        for (name, p) in [("dropout", self.dropout), ("aux_dropout", self.aux_dropout)] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(ModelError::Config(format!("{name} = {p} must be in [0, 1)")));
+            }
+        }
+        if self.transform_input && self.in_channels != 3 {
+            return Err(ModelError::Config(format!(
+                "transform_input rescales the three ImageNet channels; in_channels = {} must be 3 or \
+                 transform_input false",
+                self.in_channels
+            )));
+        }
+        // Checked before any weight is allocated, so an absurd width or class
+        // count is an error instead of an allocation failure.
+        match self.parameter_count() {
+            Some(count) if count <= MAX_PARAMETERS => Ok(()),
+            count => {
+                let count = count.map_or("more than usize::MAX".to_string(), |c| c.to_string());
+                Err(ModelError::Config(format!(
+                    "width = {}, in_channels = {} and num_classes = {} give {count} parameters; \
+                     at most {MAX_PARAMETERS} (16 GiB of f32) are supported",
+                    self.width, self.in_channels, self.num_classes
+                )))
+            }
+        }
     }
 }
 
 impl Default for GoogLeNetConfig {
+    /// torchvision's network, [`GoogLeNetConfig::torchvision`].
     fn default() -> Self {
-        GoogLeNetConfig {
-            num_classes: 10,
-            in_channels: 1,
-            width: 1.0,
-            aux_logits: true,
-            dropout: 0.4,
-            aux_dropout: 0.7,
-            seed: 0,
-        }
+        Self::torchvision()
     }
 }
 
@@ -112,38 +241,129 @@ pub const MAX_PARAMETERS: usize = 1 << 32;
 /// Weight of each auxiliary loss in the training loss (0.3 in the paper).
 pub const AUX_LOSS_WEIGHT: f64 = 0.3;
 
-/// An auxiliary classifier: adaptive average pool to 2x2, 1x1 conv to 128
-/// (times the width), FC to 1024 (times the width) with ReLU, dropout, FC
-/// to the classes.
+/// Index of the module after which each auxiliary head sits (4a and 4d).
+const AUX_AFTER: [usize; 2] = [2, 5];
+
+/// Cells of the 4x4 map each auxiliary head pools to before its conv.
+const AUX_POOL_CELLS: usize = 16;
+
+/// One stem convolution of a [`Plan`].
+struct StemConv {
+    name: &'static str,
+    c_in: usize,
+    c_out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+/// Channel counts of every layer, derived from a config without allocating.
+struct Plan {
+    stem: [StemConv; 3],
+    inceptions: Vec<(&'static str, InceptionConfig)>,
+    aux_inputs: [usize; 2],
+    aux_conv: usize,
+    aux_hidden: usize,
+    fc_in: usize,
+}
+
+impl Plan {
+    fn new(config: &GoogLeNetConfig) -> Self {
+        let w = config.width;
+        let (c1, c2, c3) = (scale_channels(64, w), scale_channels(64, w), scale_channels(192, w));
+        let (kernel, stride, padding) = match config.stem {
+            Stem::ImageNet => (7, 2, 3),
+            Stem::Small => (3, 1, 1),
+        };
+        let stem = [
+            StemConv { name: "conv1", c_in: config.in_channels, c_out: c1, kernel, stride, padding },
+            StemConv { name: "conv2", c_in: c1, c_out: c2, kernel: 1, stride: 1, padding: 0 },
+            StemConv { name: "conv3", c_in: c2, c_out: c3, kernel: 3, stride: 1, padding: 1 },
+        ];
+        let mut c_in = c3;
+        let mut inceptions = Vec::with_capacity(INCEPTION_CONFIGS.len());
+        let mut aux_inputs = [0; 2];
+        for (i, (name, full)) in INCEPTION_CONFIGS.iter().enumerate() {
+            let scaled = full.scaled(c_in, w);
+            c_in = scaled.c_out();
+            if let Some(k) = AUX_AFTER.iter().position(|&a| a == i) {
+                aux_inputs[k] = c_in;
+            }
+            inceptions.push((*name, scaled));
+        }
+        Plan {
+            stem,
+            inceptions,
+            aux_inputs,
+            aux_conv: scale_channels(128, w),
+            aux_hidden: scale_channels(1024, w),
+            fc_in: c_in,
+        }
+    }
+}
+
+/// The pooling layer an auxiliary head starts with.
+pub(crate) enum AuxPool {
+    /// The paper's 5x5/3 average pool (14x14 to 4x4).
+    Fixed(AvgPool2d),
+    /// torchvision's adaptive average pool to 4x4.
+    Adaptive(AdaptiveAvgPool2d),
+}
+
+impl AuxPool {
+    pub(crate) fn layer<T: Float>(&self) -> &dyn Layer<T> {
+        match self {
+            AuxPool::Fixed(pool) => pool,
+            AuxPool::Adaptive(pool) => pool,
+        }
+    }
+}
+
+/// An auxiliary classifier: average pool to 4x4, 1x1 conv to 128 with
+/// ReLU, flatten, FC to 1024 with ReLU, dropout 0.7, FC to the classes
+/// (channel counts times the width).
 ///
-/// PyTorch equivalent: `torchvision.models.googlenet.InceptionAux`, pooling
-/// to 2x2 instead of 4x4 because the small-input network's 4a/4d maps are 7x7.
+/// PyTorch equivalent: `torchvision.models.googlenet.InceptionAux`; the
+/// paper variant replaces its adaptive pool with a 5x5/3 average pool and
+/// its batch norm with a bias.
 pub struct InceptionAux<T: Float = f32> {
-    conv: BasicConv2d<T>,
-    fc1: Linear<T>,
-    fc2: Linear<T>,
-    dropout: f64,
+    pub(crate) pool: AuxPool,
+    pub(crate) conv: BasicConv2d<T>,
+    pub(crate) fc1: Linear<T>,
+    pub(crate) dropout: Dropout,
+    pub(crate) fc2: Linear<T>,
 }
 
 impl<T: Float> InceptionAux<T> {
-    fn new(name: &str, c_in: usize, config: &GoogLeNetConfig, init: &mut Init) -> Result<Self> {
-        let c_conv = scale_channels(128, config.width);
-        let hidden = scale_channels(1024, config.width);
+    fn new(name: &str, c_in: usize, config: &GoogLeNetConfig, plan: &Plan, init: &mut Init) -> Result<Self> {
+        let pool = match (config.variant, config.stem) {
+            (Variant::Paper, Stem::ImageNet) => AuxPool::Fixed(AvgPool2d::new(5, 3, 0, false)),
+            _ => AuxPool::Adaptive(AdaptiveAvgPool2d { output_size: (4, 4) }),
+        };
+        let norm = config.conv_norm();
         Ok(InceptionAux {
-            conv: BasicConv2d::new(&format!("{name}.conv"), c_in, c_conv, 1, 1, 0, init)?,
-            fc1: Linear::new(&format!("{name}.fc1"), c_conv * 4, hidden, init)?,
-            fc2: Linear::new(&format!("{name}.fc2"), hidden, config.num_classes, init)?,
-            dropout: config.aux_dropout,
+            pool,
+            conv: BasicConv2d::new(&format!("{name}.conv"), c_in, plan.aux_conv, 1, 1, 0, norm, init)?,
+            fc1: Linear::new(&format!("{name}.fc1"), plan.aux_conv * AUX_POOL_CELLS, plan.aux_hidden, init)?,
+            dropout: Dropout::new(config.aux_dropout)?,
+            fc2: Linear::new(&format!("{name}.fc2"), plan.aux_hidden, config.num_classes, init)?,
         })
     }
 
     fn forward(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<Var<T>> {
-        let tape = ctx.tape;
-        let x = tape.adaptive_avg_pool2d(x, 2, 2)?;
+        let pooled_dims = self.pool.layer::<T>().output_dims(x.dims())?;
+        if pooled_dims[2] * pooled_dims[3] != AUX_POOL_CELLS {
+            return Err(ModelError::Config(format!(
+                "the auxiliary heads' 5x5/3 average pool needs a 14x14 map after inception4a \
+                 (a 224x224 input), got {:?}; use the small-input stem or disable aux_logits",
+                x.dims()
+            )));
+        }
+        let x = self.pool.layer().forward(ctx, x)?;
         let x = self.conv.forward(ctx, &x)?;
-        let x = tape.flatten(&x)?;
-        let x = tape.relu(&self.fc1.forward(ctx, &x)?);
-        let x = tape.dropout(&x, self.dropout, ctx.dropout_seed())?;
+        let x = ctx.tape.flatten(&x)?;
+        let x = ctx.tape.relu(&self.fc1.forward(ctx, &x)?);
+        let x = self.dropout.forward(ctx, &x)?;
         self.fc2.forward(ctx, &x)
     }
 }
@@ -154,6 +374,10 @@ impl<T: Float> Module<T> for InceptionAux<T> {
         params.extend(self.fc1.parameters());
         params.extend(self.fc2.parameters());
         params
+    }
+
+    fn buffers(&self) -> Vec<Buffer<T>> {
+        self.conv.buffers()
     }
 }
 
@@ -184,53 +408,50 @@ impl<T: Float> GoogLeNetOutput<T> {
     }
 }
 
-/// GoogLeNet with a stem for 28x28 inputs.
+/// GoogLeNet, in the paper's form or torchvision's (see [`Variant`]).
 ///
-/// Layout (channel counts times `width`), for a 28x28 input:
+/// Layout of the 224x224 network, as Table 1 of the paper lists it, with
+/// torchvision's layer names (channel counts times `width`):
 ///
 /// | layer | output |
 /// |---|---|
-/// | conv1 3x3/1 pad 1, BN, ReLU | 28x28x64 |
-/// | conv2 3x3/1 pad 1, BN, ReLU | 28x28x192 |
-/// | max pool 3x3/2 ceil | 14x14x192 |
-/// | inception 3a, 3b | 14x14x480 |
-/// | max pool 3x3/2 ceil | 7x7x480 |
-/// | inception 4a-4e (aux heads after 4a and 4d) | 7x7x832 |
-/// | max pool 3x3/2 pad 1 ceil | 4x4x832 |
-/// | inception 5a, 5b | 4x4x1024 |
-/// | global average pool, dropout 0.4, linear | num_classes |
+/// | conv1 7x7/2 pad 3 | 112x112x64 |
+/// | maxpool1 3x3/2 ceil (then LRN in the paper variant) | 56x56x64 |
+/// | conv2 1x1, conv3 3x3 pad 1 (then LRN in the paper variant) | 56x56x192 |
+/// | maxpool2 3x3/2 ceil | 28x28x192 |
+/// | inception 3a, 3b | 28x28x480 |
+/// | maxpool3 3x3/2 ceil | 14x14x480 |
+/// | inception 4a-4e (auxiliary heads after 4a and 4d) | 14x14x832 |
+/// | maxpool4: 3x3/2 ceil (paper), 2x2/2 ceil (torchvision) | 7x7x832 |
+/// | inception 5a, 5b | 7x7x1024 |
+/// | global average pool, dropout, fc | num_classes |
 ///
-/// The Inception modules are the paper's nine, with true 5x5 convolutions
-/// and batch norm after every convolution. The 224x224 stem of the paper
-/// (7x7/2 conv, pools and LRN) is replaced by two 3x3 convolutions: it
-/// downsamples eight-fold before 3a (224 to 28), and a 28x28 image has no room for that.
+/// Every convolution is followed by ReLU, after batch norm in the
+/// torchvision variant. [`Stem::Small`] describes the stem for 28x28 and
+/// 32x32 images. Train-mode forward returns the main and auxiliary
+/// logits; eval-mode forward never runs the auxiliary heads.
+///
+/// PyTorch equivalent: `torchvision.models.googlenet(weights=None,
+/// aux_logits, transform_input, init_weights=True)` for
+/// [`GoogLeNetConfig::torchvision`].
 pub struct GoogLeNet<T: Float = f32> {
-    config: GoogLeNetConfig,
-    conv1: BasicConv2d<T>,
-    conv2: BasicConv2d<T>,
-    inceptions: Vec<Inception<T>>,
-    aux1: Option<InceptionAux<T>>,
-    aux2: Option<InceptionAux<T>>,
-    fc: Linear<T>,
-}
-
-/// Index of the module after which each auxiliary head sits (4a and 4d).
-const AUX_AFTER: [usize; 2] = [2, 5];
-
-/// The max pool before 3a and before 4a: 3x3, stride 2, ceil mode.
-const STAGE_POOL: Pool2dParams = Pool2dParams { kernel: (3, 3), stride: (2, 2), padding: (0, 0), ceil_mode: true };
-
-/// The max pool before 5a, padded so that 7x7 maps become 4x4 (3x3 without padding).
-const LAST_STAGE_POOL: Pool2dParams = Pool2dParams { kernel: (3, 3), stride: (2, 2), padding: (1, 1), ceil_mode: true };
-
-/// Returns the side lengths of the 3a, 4a and 5a feature maps for an input
-/// side, or `None` if a pool does not fit. The auxiliary heads also need the
-/// 4a map to be at least 2 wide for their 2x2 pool.
-fn feature_map_sides(side: usize, with_aux: bool) -> Option<[usize; 3]> {
-    let s3 = STAGE_POOL.h_out(side).filter(|&s| s > 0)?;
-    let s4 = STAGE_POOL.h_out(s3).filter(|&s| s > 0)?;
-    let s5 = LAST_STAGE_POOL.h_out(s4).filter(|&s| s > 0)?;
-    (!with_aux || s4 >= 2).then_some([s3, s4, s5])
+    pub(crate) config: GoogLeNetConfig,
+    pub(crate) conv1: BasicConv2d<T>,
+    /// `None` with the small-input stem.
+    pub(crate) maxpool1: Option<MaxPool2d>,
+    /// LRN after maxpool1 and after conv3; `None` in the torchvision variant.
+    pub(crate) lrn: Option<Lrn>,
+    pub(crate) conv2: BasicConv2d<T>,
+    pub(crate) conv3: BasicConv2d<T>,
+    pub(crate) maxpool2: MaxPool2d,
+    pub(crate) maxpool3: MaxPool2d,
+    pub(crate) maxpool4: MaxPool2d,
+    pub(crate) inceptions: Vec<Inception<T>>,
+    pub(crate) aux1: Option<InceptionAux<T>>,
+    pub(crate) aux2: Option<InceptionAux<T>>,
+    pub(crate) avgpool: AdaptiveAvgPool2d,
+    pub(crate) dropout: Dropout,
+    pub(crate) fc: Linear<T>,
 }
 
 impl<T: Float> GoogLeNet<T> {
@@ -238,60 +459,57 @@ impl<T: Float> GoogLeNet<T> {
     ///
     /// # Errors
     /// [`ModelError::Config`] if the class count or input channels are zero,
-    /// the width is not positive, or a dropout probability is outside `[0, 1)`.
+    /// the width is not positive, a dropout probability is outside `[0, 1)`,
+    /// `transform_input` is set without 3 input channels, or the network
+    /// would have more than [`MAX_PARAMETERS`] parameters.
     pub fn new(config: GoogLeNetConfig) -> Result<Self> {
-        if config.num_classes == 0 || config.in_channels == 0 {
-            return Err(ModelError::Config(format!(
-                "num_classes = {} and in_channels = {} must be at least 1",
-                config.num_classes, config.in_channels
-            )));
-        }
-        if !(config.width.is_finite() && config.width > 0.0) {
-            return Err(ModelError::Config(format!("width = {} must be a positive number", config.width)));
-        }
-        for (name, p) in [("dropout", config.dropout), ("aux_dropout", config.aux_dropout)] {
-            if !(0.0..1.0).contains(&p) {
-                return Err(ModelError::Config(format!("{name} = {p} must be in [0, 1)")));
-            }
-        }
-        // Checked before any weight is allocated, so an absurd width or class
-        // count is an error instead of an allocation failure.
-        match config.parameter_count() {
-            Some(count) if count <= MAX_PARAMETERS => {}
-            count => {
-                let count = count.map_or("more than usize::MAX".to_string(), |c| c.to_string());
-                return Err(ModelError::Config(format!(
-                    "width = {}, in_channels = {} and num_classes = {} give {count} parameters; \
-                     at most {MAX_PARAMETERS} (16 GiB of f32) are supported",
-                    config.width, config.in_channels, config.num_classes
-                )));
-            }
-        }
-        let mut init = Init::new(config.seed);
-        let w = config.width;
-        let conv1 = BasicConv2d::new("conv1", config.in_channels, scale_channels(64, w), 3, 1, 1, &mut init)?;
-        let conv2 = BasicConv2d::new("conv2", conv1.c_out(), scale_channels(192, w), 3, 1, 1, &mut init)?;
-        let mut c_in = conv2.c_out();
-        let mut inceptions = Vec::with_capacity(INCEPTION_CONFIGS.len());
-        let mut aux_inputs = [0; 2];
-        for (i, (name, full)) in INCEPTION_CONFIGS.iter().enumerate() {
-            let module = Inception::new(name, full.scaled(c_in, w), &mut init)?;
-            c_in = module.config().c_out();
-            if let Some(k) = AUX_AFTER.iter().position(|&a| a == i) {
-                aux_inputs[k] = c_in;
-            }
-            inceptions.push(module);
-        }
+        config.validate()?;
+        let plan = Plan::new(&config);
+        let mut init = Init::with(config.seed, config.init);
+        let norm = config.conv_norm();
+        let [s1, s2, s3] = &plan.stem;
+        let stem_conv = |s: &StemConv, init: &mut Init| {
+            BasicConv2d::new(s.name, s.c_in, s.c_out, s.kernel, s.stride, s.padding, norm, init)
+        };
+        let conv1 = stem_conv(s1, &mut init)?;
+        let conv2 = stem_conv(s2, &mut init)?;
+        let conv3 = stem_conv(s3, &mut init)?;
+        let options = config.inception_options();
+        let inceptions = plan
+            .inceptions
+            .iter()
+            .map(|(name, module)| Inception::with_options(name, *module, options, &mut init))
+            .collect::<Result<Vec<_>>>()?;
         let (aux1, aux2) = if config.aux_logits {
             (
-                Some(InceptionAux::new("aux1", aux_inputs[0], &config, &mut init)?),
-                Some(InceptionAux::new("aux2", aux_inputs[1], &config, &mut init)?),
+                Some(InceptionAux::new("aux1", plan.aux_inputs[0], &config, &plan, &mut init)?),
+                Some(InceptionAux::new("aux2", plan.aux_inputs[1], &config, &plan, &mut init)?),
             )
         } else {
             (None, None)
         };
-        let fc = Linear::new("fc", c_in, config.num_classes, &mut init)?;
-        Ok(GoogLeNet { config, conv1, conv2, inceptions, aux1, aux2, fc })
+        let fc = Linear::new("fc", plan.fc_in, config.num_classes, &mut init)?;
+        let maxpool4 = match config.variant {
+            Variant::Paper => MaxPool2d::new(3, 2, 0, true),
+            Variant::Torchvision => MaxPool2d::new(2, 2, 0, true),
+        };
+        Ok(GoogLeNet {
+            config,
+            conv1,
+            maxpool1: (config.stem == Stem::ImageNet).then(|| MaxPool2d::new(3, 2, 0, true)),
+            lrn: (config.variant == Variant::Paper).then_some(Lrn { params: LrnParams::GOOGLENET }),
+            conv2,
+            conv3,
+            maxpool2: MaxPool2d::new(3, 2, 0, true),
+            maxpool3: MaxPool2d::new(3, 2, 0, true),
+            maxpool4,
+            inceptions,
+            aux1,
+            aux2,
+            avgpool: AdaptiveAvgPool2d { output_size: (1, 1) },
+            dropout: Dropout::new(config.dropout)?,
+            fc,
+        })
     }
 
     /// Returns the options the network was built with.
@@ -304,50 +522,121 @@ impl<T: Float> GoogLeNet<T> {
         &self.inceptions
     }
 
-    /// Runs the network. Auxiliary heads run only in training mode.
-    ///
-    /// # Shapes
-    /// `[N, in_channels, H, W] -> [N, num_classes]`. 28x28 is the design
-    /// size; the pooling stages need `H, W >= 6`, or `>= 8` in training with
-    /// auxiliary heads. Training also needs at least two values per channel
-    /// at every batch norm, so batch 1 needs a 4a map of at least 2x2
-    /// (images of at least 8x8) even without auxiliary heads.
-    ///
-    /// # Errors
-    /// [`ModelError::Config`] if the input channels differ or the image is
-    /// smaller than the pooling stages need (the message gives the minimum).
-    pub fn forward(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<GoogLeNetOutput<T>> {
-        let tape = ctx.tape;
-        let dims = x.dims();
+    /// Output dims of every main-path layer for an input `[N, C, H, W]`, in
+    /// order, with the layer's name; the first error names the layer that
+    /// does not fit.
+    pub(crate) fn trace_dims(&self, input: &[usize]) -> Result<Vec<(String, Vec<usize>)>> {
+        let mut dims = input.to_vec();
+        let mut trace = Vec::new();
+        let mut step = |name: &str, layer: &dyn Layer<T>, dims: &mut Vec<usize>| -> Result<()> {
+            *dims = layer.output_dims(dims)?;
+            trace.push((name.to_string(), dims.clone()));
+            Ok(())
+        };
+        step("conv1", &self.conv1, &mut dims)?;
+        if let Some(pool) = &self.maxpool1 {
+            step("maxpool1", pool, &mut dims)?;
+        }
+        step("conv2", &self.conv2, &mut dims)?;
+        step("conv3", &self.conv3, &mut dims)?;
+        step("maxpool2", &self.maxpool2, &mut dims)?;
+        for (i, module) in self.inceptions.iter().enumerate() {
+            match i {
+                2 => step("maxpool3", &self.maxpool3, &mut dims)?,
+                7 => step("maxpool4", &self.maxpool4, &mut dims)?,
+                _ => {}
+            }
+            step(INCEPTION_CONFIGS[i].0, module, &mut dims)?;
+        }
+        step("avgpool", &self.avgpool, &mut dims)?;
+        step("flatten", &Flatten, &mut dims)?;
+        step("fc", &self.fc, &mut dims)?;
+        Ok(trace)
+    }
+
+    /// Checks the input's shape and returns an error with the smallest
+    /// image that fits if it is too small.
+    fn check_input(&self, dims: &[usize], with_aux: bool) -> Result<()> {
         if dims.len() != 4 || dims[1] != self.config.in_channels {
             return Err(ModelError::Config(format!(
                 "GoogLeNet expects input [N, {}, H, W], got {dims:?}",
                 self.config.in_channels
             )));
         }
-        let with_aux = ctx.training && self.aux1.is_some();
+        let fits = |h: usize, w: usize| {
+            let Ok(trace) = self.trace_dims(&[1, dims[1], h, w]) else { return false };
+            // The auxiliary heads read the 4a map; their pools need a non-empty
+            // window, which holds when 4a's map is at least as large as their kernel.
+            let aux_ok = !with_aux
+                || trace.iter().find(|(name, _)| name == "inception4a").is_some_and(|(_, d)| {
+                    let head = self.aux1.as_ref().expect("with_aux implies the heads exist");
+                    head.pool.layer::<T>().output_dims(d).is_ok()
+                });
+            aux_ok
+        };
         let (h, w) = (dims[2], dims[3]);
-        if feature_map_sides(h, with_aux).is_none() || feature_map_sides(w, with_aux).is_none() {
-            let min =
-                (1..).find(|&side| feature_map_sides(side, with_aux).is_some()).expect("a large side always fits");
+        if !fits(h, w) {
+            let min = (1..4096).find(|&side| fits(side.max(h), side.max(w))).unwrap_or(4096);
             let mode = if with_aux { "in training with auxiliary heads" } else { "without auxiliary heads" };
             return Err(ModelError::Config(format!(
-                "GoogLeNet needs images of at least {min}x{min} {mode}, got {h}x{w}"
+                "this GoogLeNet needs images of at least {min}x{min} {mode}, got {h}x{w}"
             )));
         }
-        let pool = STAGE_POOL;
-        let mut x = self.conv1.forward(ctx, x)?;
+        Ok(())
+    }
+
+    /// Maps ImageNet-normalised inputs to the `(x - 0.5) / 0.5` scale of
+    /// torchvision's pretrained weights: channel `c` becomes
+    /// `x * (std[c] / 0.5) + (mean[c] - 0.5) / 0.5`, as torchvision's
+    /// `GoogLeNet._transform_input` computes it.
+    fn transform_input(&self, tape: &Tape<T>, x: &Var<T>) -> Result<Var<T>> {
+        const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+        const STD: [f64; 3] = [0.229, 0.224, 0.225];
+        let scale = Tensor::from_vec(STD.iter().map(|&s| T::from_f64(s / 0.5)).collect(), [1, 3, 1, 1])?;
+        let shift = Tensor::from_vec(MEAN.iter().map(|&m| T::from_f64((m - 0.5) / 0.5)).collect(), [1, 3, 1, 1])?;
+        let scaled = tape.mul(x, &Var::constant(scale))?;
+        Ok(tape.add(&scaled, &Var::constant(shift))?)
+    }
+
+    /// Runs the network. Auxiliary heads run only in training mode.
+    ///
+    /// # Shapes
+    /// `[N, in_channels, H, W] -> [N, num_classes]`. The design sizes are
+    /// 224x224 ([`Stem::ImageNet`]) and 28x28 or 32x32 ([`Stem::Small`]);
+    /// other sizes work while every pool has a window, and the error names
+    /// the smallest size that fits. Training also needs at least two values
+    /// per channel at every batch norm.
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] if the input channels differ or the image is
+    /// smaller than the pooling stages need.
+    pub fn forward(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<GoogLeNetOutput<T>> {
+        let tape = ctx.tape;
+        let with_aux = ctx.training && self.aux1.is_some();
+        self.check_input(x.dims(), with_aux)?;
+        let mut x = if self.config.transform_input { self.transform_input(tape, x)? } else { x.clone() };
+        x = self.conv1.forward(ctx, &x)?;
+        if let Some(pool) = &self.maxpool1 {
+            x = pool.forward(ctx, &x)?;
+        }
+        if let Some(lrn) = &self.lrn {
+            x = lrn.forward(ctx, &x)?;
+        }
         x = self.conv2.forward(ctx, &x)?;
-        x = tape.max_pool2d(&x, pool)?;
+        x = self.conv3.forward(ctx, &x)?;
+        if let Some(lrn) = &self.lrn {
+            x = lrn.forward(ctx, &x)?;
+        }
+        x = self.maxpool2.forward(ctx, &x)?;
         let mut aux_logits = Vec::new();
         for (i, module) in self.inceptions.iter().enumerate() {
             match i {
-                2 => x = tape.max_pool2d(&x, pool)?,
-                7 => x = tape.max_pool2d(&x, LAST_STAGE_POOL)?,
+                2 => x = self.maxpool3.forward(ctx, &x)?,
+                7 => x = self.maxpool4.forward(ctx, &x)?,
                 _ => {}
             }
             x = module.forward(ctx, &x)?;
-            if ctx.training {
+            if with_aux {
                 let head = match i {
                     i if i == AUX_AFTER[0] => self.aux1.as_ref(),
                     i if i == AUX_AFTER[1] => self.aux2.as_ref(),
@@ -358,29 +647,31 @@ impl<T: Float> GoogLeNet<T> {
                 }
             }
         }
-        x = tape.global_avg_pool2d(&x)?;
+        x = self.avgpool.forward(ctx, &x)?;
         x = tape.flatten(&x)?;
-        if ctx.training {
-            x = tape.dropout(&x, self.config.dropout, ctx.dropout_seed())?;
-        }
+        x = self.dropout.forward(ctx, &x)?;
         let logits = self.fc.forward(ctx, &x)?;
         // Both heads ran, or (eval mode, or no heads built) neither did.
         let aux = <[Var<T>; 2]>::try_from(aux_logits).ok();
         Ok(GoogLeNetOutput { logits, aux })
     }
+
+    /// Every module with parameters or buffers, in state-dict order.
+    fn children(&self) -> Vec<&dyn Module<T>> {
+        let mut children: Vec<&dyn Module<T>> = vec![&self.conv1, &self.conv2, &self.conv3];
+        children.extend(self.inceptions.iter().map(|m| m as &dyn Module<T>));
+        children.extend(self.aux1.iter().chain(&self.aux2).map(|m| m as &dyn Module<T>));
+        children.push(&self.fc);
+        children
+    }
 }
 
 impl<T: Float> Module<T> for GoogLeNet<T> {
     fn parameters(&self) -> Vec<Parameter<T>> {
-        let mut params = self.conv1.parameters();
-        params.extend(self.conv2.parameters());
-        for module in &self.inceptions {
-            params.extend(module.parameters());
-        }
-        for head in self.aux1.iter().chain(&self.aux2) {
-            params.extend(head.parameters());
-        }
-        params.extend(self.fc.parameters());
-        params
+        self.children().into_iter().flat_map(Module::parameters).collect()
+    }
+
+    fn buffers(&self) -> Vec<Buffer<T>> {
+        self.children().into_iter().flat_map(Module::buffers).collect()
     }
 }

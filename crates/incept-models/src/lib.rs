@@ -1,11 +1,14 @@
-//! Layers, Inception modules, GoogLeNet and data loading for incept.
+//! Layers, Inception modules, GoogLeNet, its cost summary, weights IO and
+//! data loading for incept.
 //!
 //! ```
 //! use incept_autograd::{Tape, Var};
+//! use incept_models::googlenet::Variant;
 //! use incept_models::{ForwardCtx, GoogLeNet, GoogLeNetConfig};
 //! use incept_tensor::Tensor;
 //!
-//! let net = GoogLeNet::<f32>::new(GoogLeNetConfig { width: 0.125, ..Default::default() }).unwrap();
+//! let config = GoogLeNetConfig { width: 0.125, ..GoogLeNetConfig::small(Variant::Torchvision, 1, 10) };
+//! let net = GoogLeNet::<f32>::new(config).unwrap();
 //! let tape = Tape::inference();
 //! let images = Var::constant(Tensor::zeros([2, 1, 28, 28]));
 //! let out = net.forward(&ForwardCtx::eval(&tape), &images).unwrap();
@@ -23,6 +26,6 @@ pub mod layers;
 mod module;
 
 pub use error::{ModelError, Result};
-pub use googlenet::{GoogLeNet, GoogLeNetConfig, GoogLeNetOutput};
-pub use inception::{Inception, InceptionConfig};
-pub use module::{ForwardCtx, Init, Module};
+pub use googlenet::{GoogLeNet, GoogLeNetConfig, GoogLeNetOutput, Stem, Variant};
+pub use inception::{Inception, InceptionConfig, InceptionKind, InceptionOptions};
+pub use module::{Buffer, BufferKind, ForwardCtx, Init, Layer, Module, WeightInit};

@@ -1,19 +1,20 @@
-//! Basic layers: convolution, batch normalisation, the conv-BN-ReLU block
-//! and the fully connected layer.
-
-use std::cell::RefCell;
+//! Convolution and the conv-norm-ReLU block.
 
 use incept_autograd::{Parameter, Var};
-use incept_tensor::batch_norm::update_running_stats;
+use incept_tensor::Float;
 use incept_tensor::conv::Conv2dParams;
-use incept_tensor::{Float, Tensor};
 
-use crate::module::{ForwardCtx, Init, Module};
+use super::nchw;
+use crate::layers::BatchNorm2d;
+use crate::module::{Buffer, ForwardCtx, Init, Layer, Module};
 use crate::{ModelError, Result};
 
-/// A 2-D convolution layer with square kernel, stride and padding.
+/// A 2-D convolution layer with a square kernel, stride and padding.
 ///
 /// PyTorch equivalent: `torch.nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=bias)`.
+///
+/// # Shapes
+/// `[N, c_in, H, W] -> [N, c_out, (H + 2p - k) / s + 1, (W + 2p - k) / s + 1]`.
 pub struct Conv2d<T: Float = f32> {
     /// Weight, `[c_out, c_in, kernel, kernel]`.
     pub weight: Parameter<T>,
@@ -24,8 +25,9 @@ pub struct Conv2d<T: Float = f32> {
 }
 
 impl<T: Float> Conv2d<T> {
-    /// Creates a layer with PyTorch's default initialisation; parameters are
-    /// named `{name}.weight` and `{name}.bias`.
+    /// Creates a layer whose weight comes from `init` and whose bias (if
+    /// any) has PyTorch's default; parameters are named `{name}.weight` and
+    /// `{name}.bias`.
     ///
     /// # Errors
     /// [`ModelError::Config`] if a channel count, the kernel or the stride is zero.
@@ -46,10 +48,14 @@ impl<T: Float> Conv2d<T> {
             )));
         }
         let fan_in = c_in * kernel * kernel;
-        let weight =
-            Parameter::new(format!("{name}.weight"), init.fan_in_uniform(&[c_out, c_in, kernel, kernel], fan_in));
-        let bias = bias.then(|| Parameter::new(format!("{name}.bias"), init.fan_in_uniform(&[c_out], fan_in)));
+        let weight = Parameter::new(format!("{name}.weight"), init.weight(&[c_out, c_in, kernel, kernel], fan_in)?);
+        let bias = bias.then(|| Parameter::new(format!("{name}.bias"), init.bias(&[c_out], fan_in)));
         Ok(Conv2d { weight, bias, params: Conv2dParams::new(stride, padding) })
+    }
+
+    /// Input channels.
+    pub fn c_in(&self) -> usize {
+        self.weight.value().dims()[1]
     }
 
     /// Output channels.
@@ -57,17 +63,9 @@ impl<T: Float> Conv2d<T> {
         self.weight.value().dims()[0]
     }
 
-    /// Applies the convolution.
-    ///
-    /// # Shapes
-    /// `[N, c_in, H, W] -> [N, c_out, H_out, W_out]`.
-    ///
-    /// # Errors
-    /// A shape error if the input does not have `c_in` channels or is smaller than the kernel.
-    pub fn forward(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<Var<T>> {
-        let tape = ctx.tape;
-        let bias = self.bias.as_ref().map(|b| tape.param(b));
-        Ok(tape.conv2d(x, &tape.param(&self.weight), bias.as_ref(), self.params)?)
+    /// Kernel side length.
+    pub fn kernel(&self) -> usize {
+        self.weight.value().dims()[2]
     }
 }
 
@@ -77,97 +75,69 @@ impl<T: Float> Module<T> for Conv2d<T> {
     }
 }
 
-/// Batch normalisation over channels with running statistics.
-///
-/// PyTorch equivalent: `torch.nn.BatchNorm2d(channels, eps, momentum)`.
-pub struct BatchNorm2d<T: Float = f32> {
-    /// Scale (gamma), `[C]`, initialised to ones.
-    pub weight: Parameter<T>,
-    /// Shift (beta), `[C]`, initialised to zeros.
-    pub bias: Parameter<T>,
-    /// Running mean, `[C]`; updated in training mode.
-    pub running_mean: RefCell<Tensor<T>>,
-    /// Running unbiased variance, `[C]`; updated in training mode.
-    pub running_var: RefCell<Tensor<T>>,
-    /// Added to the variance before the square root.
-    pub eps: f64,
-    /// Weight of the batch statistic in the running-statistics update.
-    pub momentum: f64,
-}
-
-impl<T: Float> BatchNorm2d<T> {
-    /// Creates a layer named `name` (parameters `{name}.weight`, `{name}.bias`).
-    ///
-    /// # Errors
-    /// [`ModelError::Config`] if `channels` is zero, `eps` is not a positive
-    /// number or `momentum` is outside `[0, 1]`.
-    pub fn new(name: &str, channels: usize, eps: f64, momentum: f64) -> Result<Self> {
-        // eps is checked in the layer's own type, where 1e-50 rounds to 0 in f32.
-        let eps_t = T::from_f64(eps);
-        if channels == 0 || !(eps_t.is_finite() && eps_t > T::zero()) || !(0.0..=1.0).contains(&momentum) {
-            return Err(ModelError::Config(format!(
-                "{name}: channels = {channels} must be at least 1, eps = {eps} positive and finite in {}, \
-                 and momentum = {momentum} in [0, 1]",
-                T::DTYPE
-            )));
-        }
-        Ok(BatchNorm2d {
-            weight: Parameter::new(format!("{name}.weight"), Tensor::ones([channels])),
-            bias: Parameter::new(format!("{name}.bias"), Tensor::zeros([channels])),
-            running_mean: RefCell::new(Tensor::zeros([channels])),
-            running_var: RefCell::new(Tensor::ones([channels])),
-            eps,
-            momentum,
-        })
-    }
-
-    /// Normalises with batch statistics (training) or running statistics (eval).
-    ///
-    /// # Errors
-    /// A shape error if the channel count differs, or, in training, if a
-    /// channel has a single element.
-    pub fn forward(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<Var<T>> {
+impl<T: Float> Layer<T> for Conv2d<T> {
+    fn forward(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<Var<T>> {
         let tape = ctx.tape;
-        let (gamma, beta) = (tape.param(&self.weight), tape.param(&self.bias));
-        let eps = T::from_f64(self.eps);
-        if ctx.training {
-            let (y, stats) = tape.batch_norm2d_train(x, &gamma, &beta, eps)?;
-            update_running_stats(
-                &mut self.running_mean.borrow_mut(),
-                &mut self.running_var.borrow_mut(),
-                &stats,
-                T::from_f64(self.momentum),
-            )?;
-            Ok(y)
-        } else {
-            let (mean, var) = (self.running_mean.borrow(), self.running_var.borrow());
-            Ok(tape.batch_norm2d_eval(x, &gamma, &beta, &mean, &var, eps)?)
+        let bias = self.bias.as_ref().map(|b| tape.param(b));
+        Ok(tape.conv2d(x, &tape.param(&self.weight), bias.as_ref(), self.params)?)
+    }
+
+    fn output_dims(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let name = self.weight.name();
+        let [n, c, h, w] = nchw(name, input)?;
+        let k = self.kernel();
+        if c != self.c_in() {
+            return Err(ModelError::Config(format!("{name} expects {} input channels, got {input:?}", self.c_in())));
+        }
+        match (self.params.h_out(h, k), self.params.w_out(w, k)) {
+            (Some(h_out), Some(w_out)) if h_out > 0 && w_out > 0 => Ok(vec![n, self.c_out(), h_out, w_out]),
+            _ => Err(ModelError::Config(format!(
+                "{name}: a {k}x{k} kernel with padding {:?} does not fit an input of {h}x{w}",
+                self.params.padding
+            ))),
         }
     }
-}
 
-impl<T: Float> Module<T> for BatchNorm2d<T> {
-    fn parameters(&self) -> Vec<Parameter<T>> {
-        vec![self.weight.clone(), self.bias.clone()]
+    fn macs(&self, input: &[usize]) -> Result<u64> {
+        let out = self.output_dims(input)?;
+        let per_output = self.weight.numel() / self.c_out();
+        Ok((per_output * self.c_out() * out[2] * out[3]) as u64)
     }
 }
 
-/// Convolution without bias, then batch normalisation (eps 0.001), then ReLU:
-/// the building block of every GoogLeNet branch.
+/// What follows the convolution in a [`BasicConv2d`] before the ReLU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvNorm {
+    /// Convolution without bias, then batch norm with eps 0.001, as
+    /// torchvision's GoogLeNet builds every convolution.
+    BatchNorm,
+    /// Convolution with bias and no normalisation, as in the GoogLeNet paper.
+    Bias,
+}
+
+/// Convolution, optional batch normalisation, then ReLU: the building
+/// block of every GoogLeNet branch.
 ///
-/// PyTorch equivalent: `torchvision.models.googlenet.BasicConv2d`.
+/// PyTorch equivalent: `torchvision.models.googlenet.BasicConv2d` with
+/// [`ConvNorm::BatchNorm`], `Sequential(Conv2d(bias=True), ReLU())` with
+/// [`ConvNorm::Bias`]. Parameters are named `{name}.conv.*` and `{name}.bn.*`
+/// either way.
 pub struct BasicConv2d<T: Float = f32> {
     /// The convolution, named `{name}.conv`.
     pub conv: Conv2d<T>,
-    /// The normalisation, named `{name}.bn`.
-    pub bn: BatchNorm2d<T>,
+    /// The normalisation, named `{name}.bn`; `None` with [`ConvNorm::Bias`].
+    pub bn: Option<BatchNorm2d<T>>,
 }
+
+/// Batch norm epsilon of torchvision's `BasicConv2d`.
+pub const BASIC_CONV_BN_EPS: f64 = 1e-3;
 
 impl<T: Float> BasicConv2d<T> {
     /// Creates the block; parameters are named as torchvision names them.
     ///
     /// # Errors
     /// As [`Conv2d::new`].
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: &str,
         c_in: usize,
@@ -175,12 +145,14 @@ impl<T: Float> BasicConv2d<T> {
         kernel: usize,
         stride: usize,
         padding: usize,
+        norm: ConvNorm,
         init: &mut Init,
     ) -> Result<Self> {
-        Ok(BasicConv2d {
-            conv: Conv2d::new(&format!("{name}.conv"), c_in, c_out, kernel, stride, padding, false, init)?,
-            bn: BatchNorm2d::new(&format!("{name}.bn"), c_out, 1e-3, 0.1)?,
-        })
+        let with_bn = norm == ConvNorm::BatchNorm;
+        let conv = Conv2d::new(&format!("{name}.conv"), c_in, c_out, kernel, stride, padding, !with_bn, init)?;
+        let bn =
+            if with_bn { Some(BatchNorm2d::new(&format!("{name}.bn"), c_out, BASIC_CONV_BN_EPS, 0.1)?) } else { None };
+        Ok(BasicConv2d { conv, bn })
     }
 
     /// Output channels.
@@ -188,70 +160,44 @@ impl<T: Float> BasicConv2d<T> {
         self.conv.c_out()
     }
 
-    /// Applies conv, batch norm and ReLU.
+    /// Applies the convolution and the normalisation but not the ReLU, for
+    /// callers that fuse the ReLU into a later pass (see
+    /// [`incept_autograd::Tape::concat_channels_relu`]).
     ///
     /// # Errors
-    /// As [`Conv2d::forward`] and [`BatchNorm2d::forward`].
-    pub fn forward(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<Var<T>> {
+    /// As [`Layer::forward`].
+    pub fn forward_pre_activation(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<Var<T>> {
         let y = self.conv.forward(ctx, x)?;
-        let y = self.bn.forward(ctx, &y)?;
-        Ok(ctx.tape.relu(&y))
+        match &self.bn {
+            Some(bn) => bn.forward(ctx, &y),
+            None => Ok(y),
+        }
     }
 }
 
 impl<T: Float> Module<T> for BasicConv2d<T> {
     fn parameters(&self) -> Vec<Parameter<T>> {
         let mut params = self.conv.parameters();
-        params.extend(self.bn.parameters());
+        params.extend(self.bn.iter().flat_map(Module::parameters));
         params
     }
-}
 
-/// A fully connected layer.
-///
-/// PyTorch equivalent: `torch.nn.Linear(in_features, out_features)`.
-pub struct Linear<T: Float = f32> {
-    /// Weight, `[out_features, in_features]`.
-    pub weight: Parameter<T>,
-    /// Bias, `[out_features]`.
-    pub bias: Parameter<T>,
-}
-
-impl<T: Float> Linear<T> {
-    /// Creates a layer with PyTorch's default initialisation.
-    ///
-    /// # Errors
-    /// [`ModelError::Config`] if a feature count is zero.
-    pub fn new(name: &str, in_features: usize, out_features: usize, init: &mut Init) -> Result<Self> {
-        if in_features == 0 || out_features == 0 {
-            return Err(ModelError::Config(format!(
-                "{name}: in_features = {in_features} and out_features = {out_features} must be at least 1"
-            )));
-        }
-        Ok(Linear {
-            weight: Parameter::new(
-                format!("{name}.weight"),
-                init.fan_in_uniform(&[out_features, in_features], in_features),
-            ),
-            bias: Parameter::new(format!("{name}.bias"), init.fan_in_uniform(&[out_features], in_features)),
-        })
-    }
-
-    /// Applies `x W^T + b`.
-    ///
-    /// # Shapes
-    /// `[N, in_features] -> [N, out_features]`.
-    ///
-    /// # Errors
-    /// A shape error if the feature count differs.
-    pub fn forward(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<Var<T>> {
-        let tape = ctx.tape;
-        Ok(tape.linear(x, &tape.param(&self.weight), Some(&tape.param(&self.bias)))?)
+    fn buffers(&self) -> Vec<Buffer<T>> {
+        self.bn.iter().flat_map(Module::buffers).collect()
     }
 }
 
-impl<T: Float> Module<T> for Linear<T> {
-    fn parameters(&self) -> Vec<Parameter<T>> {
-        vec![self.weight.clone(), self.bias.clone()]
+impl<T: Float> Layer<T> for BasicConv2d<T> {
+    fn forward(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<Var<T>> {
+        let y = self.forward_pre_activation(ctx, x)?;
+        Ok(ctx.tape.relu(&y))
+    }
+
+    fn output_dims(&self, input: &[usize]) -> Result<Vec<usize>> {
+        self.conv.output_dims(input)
+    }
+
+    fn macs(&self, input: &[usize]) -> Result<u64> {
+        self.conv.macs(input)
     }
 }
