@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cost;
 pub mod data;
 mod error;
 pub mod googlenet;
