@@ -567,12 +567,11 @@ impl<T: Float> GoogLeNet<T> {
             let Ok(trace) = self.trace_dims(&[1, dims[1], h, w]) else { return false };
             // The auxiliary heads read the 4a map; their pools need a non-empty
             // window, which holds when 4a's map is at least as large as their kernel.
-            let aux_ok = !with_aux
+            !with_aux
                 || trace.iter().find(|(name, _)| name == "inception4a").is_some_and(|(_, d)| {
                     let head = self.aux1.as_ref().expect("with_aux implies the heads exist");
                     head.pool.layer::<T>().output_dims(d).is_ok()
-                });
-            aux_ok
+                })
         };
         let (h, w) = (dims[2], dims[3]);
         if !fits(h, w) {

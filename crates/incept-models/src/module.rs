@@ -238,7 +238,7 @@ impl Init {
     /// does not contain 0.
     pub fn truncated_normal<T: Float>(&mut self, dims: &[usize], std: f64, low: f64, high: f64) -> Result<Tensor<T>> {
         // Containing the mean keeps the acceptance rate above 0 for any std.
-        if !(std.is_finite() && std > 0.0) || !(low <= 0.0 && 0.0 <= high) {
+        if !(std.is_finite() && std > 0.0 && low <= 0.0 && 0.0 <= high) {
             return Err(ModelError::Config(format!(
                 "truncated normal: std = {std} must be a positive number and [{low}, {high}] must contain 0"
             )));
