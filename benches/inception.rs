@@ -1,6 +1,6 @@
-//! Criterion benchmarks of the convolution kernels, one Inception module and
-//! the whole GoogLeNet at the training example's size: width 0.25, 1x28x28
-//! inputs, batch 128.
+//! Criterion benchmarks of the convolution kernels, the naive against the
+//! bottleneck Inception module, and the whole GoogLeNet at the training
+//! example's size: width 0.25, 1x28x28 inputs, batch 128.
 //!
 //! Convolution benchmarks report throughput in multiply-accumulates (MAC)
 //! per second, the network benchmarks in images per second.
@@ -16,7 +16,9 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use incept::autograd::{Sgd, SgdConfig, Tape, Var};
 use incept::models::googlenet::INCEPTION_CONFIGS;
-use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Inception, Init, Layer, Module, Variant};
+use incept::models::{
+    ForwardCtx, GoogLeNet, GoogLeNetConfig, Inception, InceptionKind, InceptionOptions, Init, Layer, Module, Variant,
+};
 use incept::tensor::Tensor;
 use incept::tensor::conv::{Conv2dParams, conv2d, conv2d_backward};
 
@@ -149,25 +151,51 @@ fn bench_bottleneck(c: &mut Criterion) {
     group.finish();
 }
 
-fn bench_inception(c: &mut Criterion) {
-    // Inception 3a follows the stem's conv2 (192 channels at full width) and
-    // runs at 14x14 after the first max pool.
-    let (name, full) = INCEPTION_CONFIGS[0];
-    let c_in = (192.0 * WIDTH).round() as usize;
-    let config = full.scaled(c_in, WIDTH);
-    let module = Inception::<f32>::new(name, config, &mut Init::new(0)).expect("valid Inception config");
-    let x = Var::constant(Tensor::randn([BATCH, c_in, 14, 14], 0.0, 1.0, 20));
+/// Inception configs compared naive against bottleneck, with the side of
+/// the map each sees in the 224x224 network.
+const MODULE_CASES: [(usize, usize); 3] = [(0, 28), (6, 14), (8, 7)];
 
-    let mut group = c.benchmark_group("inception3a_forward");
-    configure_heavy(&mut group, 5);
-    group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function("inference_14x14", |b| {
-        b.iter(|| {
-            let tape = Tape::inference();
-            module.forward(&ForwardCtx::eval(&tape), black_box(&x)).expect("input has c_in channels")
-        });
-    });
-    group.finish();
+/// Naive against bottleneck Inception module (the paper's: biases, true
+/// 5x5) at full width for 3a, 4e and 5b: forward in eval mode, and forward
+/// plus backward in training mode, at batch 1 and 16. Throughput is in
+/// forward multiply-accumulates (the backward pass adds about two more per
+/// forward one).
+fn bench_inception(c: &mut Criterion) {
+    let bottleneck = InceptionOptions::PAPER;
+    let naive = bottleneck.with_kind(InceptionKind::Naive);
+    for (index, side) in MODULE_CASES {
+        let (name, config) = INCEPTION_CONFIGS[index];
+        let mut group = c.benchmark_group(format!("{name}_{side}x{side}"));
+        configure_heavy(&mut group, 3);
+        for (kind, options) in [("naive", naive), ("bottleneck", bottleneck)] {
+            let module = Inception::<f32>::with_options(name, config, options, &mut Init::new(0))
+                .expect("valid Inception config");
+            for batch in [1, 16] {
+                let x = Tensor::randn([batch, config.c_in, side, side], 0.0, 1.0, 20);
+                // Layer::macs counts one sample.
+                let macs = module.macs(x.dims()).expect("input has c_in channels") * batch as u64;
+                group.throughput(Throughput::Elements(macs));
+                let input = Var::constant(x.clone());
+                group.bench_function(format!("{kind}/forward/batch{batch}"), |b| {
+                    b.iter(|| {
+                        let tape = Tape::inference();
+                        module.forward(&ForwardCtx::eval(&tape), black_box(&input)).expect("input has c_in channels")
+                    });
+                });
+                group.bench_function(format!("{kind}/forward_backward/batch{batch}"), |b| {
+                    b.iter(|| {
+                        let tape = Tape::new();
+                        let input = tape.leaf(x.clone());
+                        let y = module.forward(&ForwardCtx::train(&tape, 0), &input).expect("input has c_in channels");
+                        let loss = tape.sum(&y);
+                        drop(y);
+                        tape.backward(&loss).expect("loss is a scalar on this tape")
+                    });
+                });
+            }
+        }
+        group.finish();
+    }
 }
 
 fn bench_googlenet(c: &mut Criterion) {
