@@ -37,8 +37,8 @@ struct Args {
     #[arg(long, default_value_t = 0.1)]
     lr: f64,
     /// Multiplier on every channel count of GoogLeNet (1.0 is the paper's
-    /// width). Parameters and memory grow with its square: 458,006
-    /// parameters at 0.25, 7,182,782 at 1.0 (10 classes, auxiliary heads included).
+    /// width). Parameters and memory grow with its square: 631,094
+    /// parameters at 0.25, 9,951,806 at 1.0 (10 classes, auxiliary heads included).
     #[arg(long, default_value_t = 0.25)]
     width: f64,
     /// Seed of the initial weights, the shuffling and the dropout masks.
