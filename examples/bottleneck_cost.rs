@@ -28,7 +28,7 @@ struct Args {
     batch: usize,
 }
 
-/// Side of the feature map each module sees in the 224x224 network:
+/// Side of each module's input feature map in the 224x224 network:
 /// 28 for 3a-3b, 14 for 4a-4e, 7 for 5a-5b.
 const MAP_SIDES: [usize; 9] = [28, 28, 14, 14, 14, 14, 14, 7, 7];
 

@@ -39,7 +39,7 @@ const fn cfg(
     InceptionConfig { c_in, ch1x1, ch3x3_reduce, ch3x3, ch5x5_reduce, ch5x5, pool_proj }
 }
 
-/// Which GoogLeNet to build.
+/// GoogLeNet variant to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Variant {
@@ -105,7 +105,7 @@ pub struct GoogLeNetConfig {
 }
 
 impl GoogLeNetConfig {
-    /// The paper's network for 224x224 RGB images and 1000 classes, with
+    /// Returns the paper's network for 224x224 RGB images and 1000 classes, with
     /// auxiliary heads and PyTorch's default initialisation.
     pub fn paper() -> Self {
         GoogLeNetConfig {
@@ -123,7 +123,7 @@ impl GoogLeNetConfig {
         }
     }
 
-    /// torchvision's `googlenet(weights=None)` (torchvision 0.20): 224x224
+    /// Returns torchvision's `googlenet(weights=None)` (torchvision 0.20): 224x224
     /// RGB, 1000 classes, auxiliary heads, dropout 0.2, weights from a
     /// normal with std 0.01 truncated to `[-2, 2]`.
     pub fn torchvision() -> Self {
@@ -135,9 +135,9 @@ impl GoogLeNetConfig {
         }
     }
 
-    /// A network of `variant` with the small-input stem for `in_channels` x
-    /// 28x28 or 32x32 images and `num_classes` classes, with PyTorch's
-    /// default initialisation (it trains faster than std 0.01 from scratch).
+    /// Returns a network of `variant` with the small-input stem for
+    /// `in_channels` x 28x28 or 32x32 images and `num_classes` classes, with
+    /// PyTorch's default initialisation, the one the training example was tuned with.
     pub fn small(variant: Variant, in_channels: usize, num_classes: usize) -> Self {
         let base = match variant {
             Variant::Paper => Self::paper(),
@@ -522,9 +522,9 @@ impl<T: Float> GoogLeNet<T> {
         &self.inceptions
     }
 
-    /// Output dims of every main-path layer for an input `[N, C, H, W]`, in
-    /// order, with the layer's name; the first error names the layer that
-    /// does not fit.
+    /// Returns the output dims of every main-path layer for an input
+    /// `[N, C, H, W]`, in order, with the layer's name. The first error names
+    /// the layer that does not fit.
     pub(crate) fn trace_dims(&self, input: &[usize]) -> Result<Vec<(String, Vec<usize>)>> {
         let mut dims = input.to_vec();
         let mut trace = Vec::new();
@@ -565,8 +565,7 @@ impl<T: Float> GoogLeNet<T> {
         }
         let fits = |h: usize, w: usize| {
             let Ok(trace) = self.trace_dims(&[1, dims[1], h, w]) else { return false };
-            // The auxiliary heads read the 4a map; their pools need a non-empty
-            // window, which holds when 4a's map is at least as large as their kernel.
+            // The auxiliary heads read the 4a map, so their first pool must fit it.
             !with_aux
                 || trace.iter().find(|(name, _)| name == "inception4a").is_some_and(|(_, d)| {
                     let head = self.aux1.as_ref().expect("with_aux implies the heads exist");

@@ -19,9 +19,9 @@ use crate::{ModelError, Result};
 /// heads) or evaluating, and a source of dropout seeds.
 ///
 /// This is the train/eval switch: PyTorch keeps the mode as a flag on the
-/// module (`model.train()`, `model.eval()`), incept passes it with every
-/// forward call, so a model shared between a training loop and an evaluation
-/// cannot be left in the wrong mode.
+/// module (`model.train()`, `model.eval()`). incept passes it with every
+/// forward call, so a model shared between a training loop and an
+/// evaluation cannot be left in the wrong mode.
 pub struct ForwardCtx<'a, T: Float = f32> {
     /// Tape that records the pass; an inference tape records nothing.
     pub tape: &'a Tape<T>,
@@ -51,14 +51,14 @@ impl<'a, T: Float> ForwardCtx<'a, T> {
     }
 }
 
-/// How a buffer is stored in a checkpoint.
+/// Storage format of a buffer in a checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BufferKind {
     /// A floating-point statistic such as a running mean, stored in the
     /// model's float type.
     Float,
     /// An integer counter such as `num_batches_tracked`, stored as `I64`
-    /// as PyTorch stores it. The value lives in a float tensor, which holds
+    /// as PyTorch stores it. The value lives in a float tensor, which represents
     /// every integer up to 2^24 exactly in f32.
     Count,
 }
@@ -170,7 +170,7 @@ pub trait Layer<T: Float = f32>: Module<T> {
     }
 }
 
-/// How weights of convolutions and fully connected layers start.
+/// Initialisation scheme of convolution and fully connected weights.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WeightInit {
