@@ -408,6 +408,10 @@ impl<T: Float> GoogLeNetOutput<T> {
     }
 }
 
+/// Outputs of named layers as `(name, output)` pairs, in the order of the
+/// `names` argument of [`GoogLeNet::forward_with_activations`].
+pub type Activations<T = f32> = Vec<(String, Var<T>)>;
+
 /// GoogLeNet, in the paper's form or torchvision's (see [`Variant`]).
 ///
 /// Layout of the 224x224 network, as Table 1 of the paper lists it, with
@@ -609,31 +613,120 @@ impl<T: Float> GoogLeNet<T> {
     /// [`ModelError::Config`] if the input channels differ or the image is
     /// smaller than the pooling stages need.
     pub fn forward(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<GoogLeNetOutput<T>> {
+        self.forward_observed(ctx, x, &mut |_, _| {})
+    }
+
+    /// Runs the network as [`GoogLeNet::forward`] does and also returns the
+    /// outputs of the main-path layers named in `names`, in the order of
+    /// `names`.
+    ///
+    /// The names are torchvision's module names, listed by
+    /// [`GoogLeNet::layer_names`]. Each activation is what a forward hook
+    /// on that torchvision module receives as output: `conv1` is after
+    /// batch norm (or bias) and ReLU, and `avgpool` is `[N, C, 1, 1]`. In
+    /// the paper variant, `maxpool1` and `conv3` are taken before the LRN
+    /// that follows them.
+    ///
+    /// # Errors
+    /// As [`GoogLeNet::forward`], and [`ModelError::Config`] if a name is
+    /// not in [`GoogLeNet::layer_names`].
+    pub fn forward_with_activations(
+        &self,
+        ctx: &ForwardCtx<'_, T>,
+        x: &Var<T>,
+        names: &[&str],
+    ) -> Result<(GoogLeNetOutput<T>, Activations<T>)> {
+        let available = self.layer_names();
+        if let Some(unknown) = names.iter().find(|name| !available.contains(name)) {
+            return Err(ModelError::Config(format!(
+                "GoogLeNet has no main-path layer named {unknown:?}; expected one of {}",
+                available.join(", ")
+            )));
+        }
+        let mut captured: Vec<Option<Var<T>>> = vec![None; names.len()];
+        let output = self.forward_observed(ctx, x, &mut |layer, value| {
+            for (slot, name) in captured.iter_mut().zip(names) {
+                if *name == layer {
+                    *slot = Some(value.clone());
+                }
+            }
+        })?;
+        let activations = names
+            .iter()
+            .zip(captured)
+            .map(|(name, value)| (name.to_string(), value.expect("forward runs every layer in layer_names")))
+            .collect();
+        Ok((output, activations))
+    }
+
+    /// Lists the main-path layers in the order they run, by torchvision's
+    /// module names: `conv1`, `maxpool1` (absent with
+    /// [`Stem::Small`]), `conv2`, `conv3`, `maxpool2`, `inception3a` to
+    /// `inception5b` with `maxpool3` and `maxpool4` between the stages,
+    /// `avgpool`, `dropout` and `fc`.
+    pub fn layer_names(&self) -> Vec<&'static str> {
+        let mut names = vec!["conv1"];
+        if self.maxpool1.is_some() {
+            names.push("maxpool1");
+        }
+        names.extend(["conv2", "conv3", "maxpool2"]);
+        for (i, (name, _)) in INCEPTION_CONFIGS.iter().enumerate() {
+            if let Some((pool_name, _)) = self.pool_before(i) {
+                names.push(pool_name);
+            }
+            names.push(name);
+        }
+        names.extend(["avgpool", "dropout", "fc"]);
+        names
+    }
+
+    /// Returns the max pool that runs before Inception module `i` (0 is 3a), with its name.
+    fn pool_before(&self, i: usize) -> Option<(&'static str, &MaxPool2d)> {
+        match i {
+            2 => Some(("maxpool3", &self.maxpool3)),
+            7 => Some(("maxpool4", &self.maxpool4)),
+            _ => None,
+        }
+    }
+
+    /// Runs the network and passes each main-path layer's name and output
+    /// to `observe` right after the layer runs.
+    fn forward_observed(
+        &self,
+        ctx: &ForwardCtx<'_, T>,
+        x: &Var<T>,
+        observe: &mut dyn FnMut(&str, &Var<T>),
+    ) -> Result<GoogLeNetOutput<T>> {
         let tape = ctx.tape;
         let with_aux = ctx.training && self.aux1.is_some();
         self.check_input(x.dims(), with_aux)?;
         let mut x = if self.config.transform_input { self.transform_input(tape, x)? } else { x.clone() };
         x = self.conv1.forward(ctx, &x)?;
+        observe("conv1", &x);
         if let Some(pool) = &self.maxpool1 {
             x = pool.forward(ctx, &x)?;
+            observe("maxpool1", &x);
         }
         if let Some(lrn) = &self.lrn {
             x = lrn.forward(ctx, &x)?;
         }
         x = self.conv2.forward(ctx, &x)?;
+        observe("conv2", &x);
         x = self.conv3.forward(ctx, &x)?;
+        observe("conv3", &x);
         if let Some(lrn) = &self.lrn {
             x = lrn.forward(ctx, &x)?;
         }
         x = self.maxpool2.forward(ctx, &x)?;
+        observe("maxpool2", &x);
         let mut aux_logits = Vec::new();
         for (i, module) in self.inceptions.iter().enumerate() {
-            match i {
-                2 => x = self.maxpool3.forward(ctx, &x)?,
-                7 => x = self.maxpool4.forward(ctx, &x)?,
-                _ => {}
+            if let Some((pool_name, pool)) = self.pool_before(i) {
+                x = pool.forward(ctx, &x)?;
+                observe(pool_name, &x);
             }
             x = module.forward(ctx, &x)?;
+            observe(INCEPTION_CONFIGS[i].0, &x);
             if with_aux {
                 let head = match i {
                     i if i == AUX_AFTER[0] => self.aux1.as_ref(),
@@ -646,9 +739,12 @@ impl<T: Float> GoogLeNet<T> {
             }
         }
         x = self.avgpool.forward(ctx, &x)?;
+        observe("avgpool", &x);
         x = tape.flatten(&x)?;
         x = self.dropout.forward(ctx, &x)?;
+        observe("dropout", &x);
         let logits = self.fc.forward(ctx, &x)?;
+        observe("fc", &logits);
         // Both heads ran, or (eval mode, or no heads built) neither did.
         let aux = <[Var<T>; 2]>::try_from(aux_logits).ok();
         Ok(GoogLeNetOutput { logits, aux })

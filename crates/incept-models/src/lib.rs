@@ -27,6 +27,6 @@ pub mod layers;
 mod module;
 
 pub use error::{ModelError, Result};
-pub use googlenet::{GoogLeNet, GoogLeNetConfig, GoogLeNetOutput, Stem, Variant};
+pub use googlenet::{Activations, GoogLeNet, GoogLeNetConfig, GoogLeNetOutput, Stem, Variant};
 pub use inception::{Inception, InceptionConfig, InceptionKind, InceptionOptions};
 pub use module::{Buffer, BufferKind, ForwardCtx, Init, Layer, Module, WeightInit};

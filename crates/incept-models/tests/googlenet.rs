@@ -375,3 +375,61 @@ fn stem_names_do_not_change_with_small_stem() {
     assert_eq!(conv1(&imagenet), [16, 3, 7, 7]);
     assert_eq!(conv1(&small), [16, 3, 3, 3]);
 }
+
+#[test]
+fn activations_come_in_requested_order() {
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 0.125)).unwrap();
+    let x = Var::constant(Tensor::randn([2, 1, 28, 28], 0.0, 1.0, 12));
+    let tape = Tape::inference();
+    let ctx = ForwardCtx::eval(&tape);
+    let names = ["fc", "conv1", "inception3a", "avgpool"];
+    let (output, activations) = net.forward_with_activations(&ctx, &x, &names).unwrap();
+
+    let returned: Vec<&str> = activations.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(returned, names);
+    assert_eq!(activations[0].1.value().data(), output.logits.value().data(), "fc output is the logits");
+    // The small stem keeps 28x28 through conv1; maxpool2 halves it (ceil mode) before 3a.
+    assert_eq!(activations[1].1.dims(), &[2, 8, 28, 28]);
+    assert_eq!(activations[2].1.dims(), &[2, 32, 14, 14]);
+    assert_eq!(activations[3].1.dims(), &[2, 128, 1, 1]);
+
+    let plain = net.forward(&ctx, &x).unwrap();
+    assert_eq!(plain.logits.value().data(), output.logits.value().data());
+}
+
+#[test]
+fn activations_reject_unknown_layer_names() {
+    let small = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 0.125)).unwrap();
+    assert!(!small.layer_names().contains(&"maxpool1"), "the small stem has no maxpool1");
+    let x = Var::constant(Tensor::zeros([1, 1, 28, 28]));
+    let tape = Tape::inference();
+    let ctx = ForwardCtx::eval(&tape);
+    for name in ["maxpool1", "inception6a", "aux1", ""] {
+        let error = small.forward_with_activations(&ctx, &x, &["conv1", name]).err().expect(name).to_string();
+        assert!(error.contains(&format!("{name:?}")), "{name:?}: {error}");
+    }
+
+    let imagenet = GoogLeNet::<f32>::new(GoogLeNetConfig { width: 0.125, ..GoogLeNetConfig::torchvision() }).unwrap();
+    let expected = [
+        "conv1",
+        "maxpool1",
+        "conv2",
+        "conv3",
+        "maxpool2",
+        "inception3a",
+        "inception3b",
+        "maxpool3",
+        "inception4a",
+        "inception4b",
+        "inception4c",
+        "inception4d",
+        "inception4e",
+        "maxpool4",
+        "inception5a",
+        "inception5b",
+        "avgpool",
+        "dropout",
+        "fc",
+    ];
+    assert_eq!(imagenet.layer_names(), expected);
+}
