@@ -106,6 +106,40 @@ impl<T: Float> Sgd<T> {
         crate::zero_grads(&self.params);
     }
 
+    /// Returns each parameter's momentum buffer (PyTorch's
+    /// `momentum_buffer`), paired with the parameter, in parameter order;
+    /// `None` before the parameter's first update. A checkpoint saves these
+    /// so that a resumed run takes the same steps as an uninterrupted one.
+    pub fn momentum_buffers(&self) -> impl Iterator<Item = (&Parameter<T>, Option<&Tensor<T>>)> {
+        self.params.iter().zip(self.velocity.iter().map(Option::as_ref))
+    }
+
+    /// Replaces the momentum buffer of the parameter at `index` in
+    /// [`Sgd::params`]; `None` clears it, as before the first update.
+    ///
+    /// # Errors
+    /// [`AutogradError::InvalidArgument`] if `index` is out of range or the
+    /// buffer's shape differs from the parameter's; nothing changes then.
+    pub fn set_momentum_buffer(&mut self, index: usize, buffer: Option<Tensor<T>>) -> Result<()> {
+        let invalid = |reason: String| AutogradError::InvalidArgument { op: "Sgd::set_momentum_buffer", reason };
+        let Some(param) = self.params.get(index) else {
+            return Err(invalid(format!("index {index} is out of range for {} parameters", self.params.len())));
+        };
+        if let Some(buffer) = &buffer {
+            let expected = param.value();
+            if buffer.dims() != expected.dims() {
+                return Err(invalid(format!(
+                    "{}: buffer shape {:?} differs from the parameter's {:?}",
+                    param.name(),
+                    buffer.dims(),
+                    expected.dims()
+                )));
+            }
+        }
+        self.velocity[index] = buffer;
+        Ok(())
+    }
+
     /// Applies one update to every parameter that has a gradient; the others
     /// are left untouched, as PyTorch does.
     pub fn step(&mut self) {

@@ -261,3 +261,46 @@ fn optimisers_match_pytorch_fixture() {
         }
     }
 }
+
+#[test]
+fn sgd_restored_momentum_continues_identically() {
+    let config = SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 1e-2, nesterov: true };
+    let coefficients = [Tensor::from_vec(vec![1.0, -2.0, 0.5], [3]).unwrap()];
+    let start = || vec![Parameter::new("w", Tensor::from_vec(vec![0.3, -0.1, 0.7], [3]).unwrap())];
+
+    // Uninterrupted: four steps.
+    let params = start();
+    let mut sgd = Sgd::new(params.clone(), config).unwrap();
+    for _ in 0..4 {
+        sgd.zero_grad();
+        step_with_gradient(&params, &coefficients);
+        sgd.step();
+    }
+    let expected = params[0].value().data().to_vec();
+
+    // Interrupted after two steps: copy the weights and momentum into a fresh optimiser.
+    let params = start();
+    let mut sgd = Sgd::new(params.clone(), config).unwrap();
+    for _ in 0..2 {
+        sgd.zero_grad();
+        step_with_gradient(&params, &coefficients);
+        sgd.step();
+    }
+    let saved: Vec<Option<Tensor<f64>>> = sgd.momentum_buffers().map(|(_, b)| b.cloned()).collect();
+    assert!(saved[0].is_some());
+    let resumed = vec![Parameter::new("w", (*params[0].value()).clone())];
+    let mut sgd = Sgd::new(resumed.clone(), config).unwrap();
+    for (index, buffer) in saved.into_iter().enumerate() {
+        sgd.set_momentum_buffer(index, buffer).unwrap();
+    }
+    for _ in 0..2 {
+        sgd.zero_grad();
+        step_with_gradient(&resumed, &coefficients);
+        sgd.step();
+    }
+    assert_eq!(resumed[0].value().data(), &expected[..]);
+
+    let err = sgd.set_momentum_buffer(0, Some(Tensor::zeros([4]))).unwrap_err();
+    assert!(err.to_string().contains("buffer shape [4] differs from the parameter's [3]"), "{err}");
+    assert!(sgd.set_momentum_buffer(1, None).is_err());
+}
