@@ -11,20 +11,89 @@ use rand::seq::SliceRandom;
 use super::idx::{read_idx_images, read_idx_labels};
 use crate::{ModelError, Result};
 
+/// Per-channel mean and standard deviation that a data set's pixels were
+/// normalised with.
+///
+/// A raw pixel of channel `c` scaled to [0, 1], `v`, is stored as
+/// `(v - mean[c]) / std[c]`, as torchvision's `ToTensor` followed by
+/// `Normalize(mean, std)` computes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Normalization {
+    mean: Vec<f32>,
+    std: Vec<f32>,
+}
+
+impl Normalization {
+    /// Creates the statistics of a data set with `mean.len()` channels.
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] if `mean` is empty, `mean` and `std` differ in
+    /// length, a mean is not finite, or a standard deviation is not finite
+    /// and positive.
+    pub fn new(mean: &[f32], std: &[f32]) -> Result<Self> {
+        if mean.is_empty() || mean.len() != std.len() {
+            return Err(ModelError::Config(format!(
+                "normalisation has {} means and {} standard deviations, expected one of each per \
+                 channel and at least one channel",
+                mean.len(),
+                std.len()
+            )));
+        }
+        for (channel, (&m, &s)) in mean.iter().zip(std).enumerate() {
+            if !m.is_finite() || !s.is_finite() || s <= 0.0 {
+                return Err(ModelError::Config(format!(
+                    "normalisation mean {m} and std {s} of channel {channel} are invalid, expected \
+                     a finite mean and a finite positive std"
+                )));
+            }
+        }
+        Ok(Normalization { mean: mean.to_vec(), std: std.to_vec() })
+    }
+
+    /// Mean of each channel, with pixels scaled to [0, 1].
+    pub fn mean(&self) -> &[f32] {
+        &self.mean
+    }
+
+    /// Standard deviation of each channel, with pixels scaled to [0, 1].
+    pub fn std(&self) -> &[f32] {
+        &self.std
+    }
+
+    /// Number of channels.
+    pub fn channels(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// Normalised value of a black pixel (raw value 0) in each channel,
+    /// `-mean[c] / std[c]`.
+    pub fn black_pixel(&self) -> Vec<f32> {
+        self.mean.iter().zip(&self.std).map(|(&m, &s)| -m / s).collect()
+    }
+}
+
 /// A labelled image classification data set held in memory.
 ///
 /// Images are one NCHW tensor of shape `[n, channels, height, width]` with
-/// one label per image. Every label is below `num_classes`.
+/// one label per image. Every label is below `num_classes`. The data set may
+/// also record the [`Normalization`] its pixels were stored with, which
+/// augmentation needs to pad with black.
 #[derive(Clone, Debug)]
 pub struct Dataset {
     images: Tensor<f32>,
     labels: Vec<usize>,
     num_classes: usize,
+    /// Statistics the pixels were normalised with, if known. Its channel
+    /// count equals the images' channel count.
+    normalization: Option<Normalization>,
 }
 
 impl Dataset {
     /// Creates a data set from images of shape `[n, channels, height, width]`
     /// and their `n` labels.
+    ///
+    /// The data set records no normalisation, so [`Dataset::black_pixel`] is
+    /// 0 in every channel until [`Dataset::with_normalization`] sets it.
     ///
     /// # Errors
     /// [`ModelError::Config`] if `images` is not 4-D, if `num_classes` is 0,
@@ -54,7 +123,30 @@ impl Dataset {
             )));
         }
 
-        Ok(Dataset { images, labels, num_classes })
+        Ok(Dataset { images, labels, num_classes, normalization: None })
+    }
+
+    /// Records that the pixels were normalised with per-channel `mean` and
+    /// `std`, leaving the pixel values unchanged.
+    ///
+    /// Augmentation pads with [`Dataset::black_pixel`], which these
+    /// statistics determine.
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] if [`Normalization::new`] rejects `mean` and
+    /// `std`, or if their length differs from the number of image channels.
+    pub fn with_normalization(mut self, mean: &[f32], std: &[f32]) -> Result<Self> {
+        let normalization = Normalization::new(mean, std)?;
+        let channels = self.images.dims()[1];
+        if normalization.channels() != channels {
+            return Err(ModelError::Config(format!(
+                "normalisation has statistics for {} channels but the images have {channels}, \
+                 expected one mean and one std per channel",
+                normalization.channels()
+            )));
+        }
+        self.normalization = Some(normalization);
+        Ok(self)
     }
 
     /// Loads single-channel images and their labels from two IDX files and
@@ -62,7 +154,8 @@ impl Dataset {
     ///
     /// A pixel byte `p` becomes `(p / 255 - mean) / std`, so `mean` and `std`
     /// are statistics of pixels scaled to [0, 1]. The images get shape
-    /// `[n, 1, rows, cols]`.
+    /// `[n, 1, rows, cols]`, and the data set records `mean` and `std` as its
+    /// [`Normalization`].
     ///
     /// # Errors
     /// [`ModelError::Config`] if `mean` is not finite, `std` is not finite
@@ -72,12 +165,7 @@ impl Dataset {
     /// the label file contains a different number of labels than the image
     /// file contains images, or a label that is not below `num_classes`.
     pub fn from_idx(images_path: &Path, labels_path: &Path, mean: f32, std: f32, num_classes: usize) -> Result<Self> {
-        if !mean.is_finite() || !std.is_finite() || std <= 0.0 {
-            return Err(ModelError::Config(format!(
-                "normalisation mean {mean} and std {std} are invalid, expected a finite mean \
-                 and a finite positive std"
-            )));
-        }
+        let normalization = Normalization::new(&[mean], &[std])?;
         if num_classes == 0 {
             return Err(ModelError::Config("data set num_classes is 0, expected at least 1".to_string()));
         }
@@ -107,7 +195,7 @@ impl Dataset {
         let pixels = images.pixels.iter().map(|&p| table[usize::from(p)]).collect();
         let images = Tensor::from_vec(pixels, [images.count, 1, images.rows, images.cols])?;
 
-        Ok(Dataset { images, labels, num_classes })
+        Ok(Dataset { images, labels, num_classes, normalization: Some(normalization) })
     }
 
     /// Normalised images, shape `[n, channels, height, width]`.
@@ -123,6 +211,21 @@ impl Dataset {
     /// Number of classes. Every label is below it.
     pub fn num_classes(&self) -> usize {
         self.num_classes
+    }
+
+    /// Statistics the pixels were normalised with, or `None` if the data set
+    /// was created by [`Dataset::new`] without [`Dataset::with_normalization`].
+    pub fn normalization(&self) -> Option<&Normalization> {
+        self.normalization.as_ref()
+    }
+
+    /// Stored value of a black pixel (raw value 0) in each channel:
+    /// [`Normalization::black_pixel`] if the normalisation is known, else 0.
+    pub fn black_pixel(&self) -> Vec<f32> {
+        match &self.normalization {
+            Some(normalization) => normalization.black_pixel(),
+            None => vec![0.0; self.images.dims()[1]],
+        }
     }
 
     /// Number of images.
@@ -150,7 +253,7 @@ impl Dataset {
         let mut labels = self.labels;
         labels.truncate(n);
 
-        Dataset { images, labels, num_classes: self.num_classes }
+        Dataset { images, labels, num_classes: self.num_classes, normalization: self.normalization }
     }
 
     /// Returns an iterator over mini-batches of `batch_size` images and their
@@ -434,5 +537,84 @@ mod tests {
         assert!(empty.is_empty());
         assert_eq!(empty.images().dims(), &[0, 1, 2, 3]);
         assert_eq!(empty.batches(2, Some(1)).unwrap().count(), 0);
+    }
+
+    /// Builds a data set of `n` 2-channel 3x4 images whose every value is
+    /// `i + 1` for image `i`, with label `i`, so each label names one image.
+    fn labelled_dataset(n: usize) -> Dataset {
+        let pixels = (0..n).flat_map(|i| [(i + 1) as f32; 24]).collect();
+        let images = Tensor::from_vec(pixels, [n, 2, 3, 4]).unwrap();
+        Dataset::new(images, (0..n).collect(), n.max(1)).unwrap()
+    }
+
+    #[test]
+    fn normalization_black_pixel() {
+        let normalization = Normalization::new(&[0.5, 0.25], &[0.25, 0.5]).unwrap();
+
+        assert_eq!(normalization.channels(), 2);
+        assert_eq!(normalization.mean(), [0.5, 0.25]);
+        assert_eq!(normalization.std(), [0.25, 0.5]);
+        assert_eq!(normalization.black_pixel(), [-2.0, -0.5]);
+    }
+
+    #[test]
+    fn normalization_rejects_invalid_statistics() {
+        let cases: [(&[f32], &[f32]); 6] = [
+            (&[], &[]),
+            (&[0.5], &[0.2, 0.2]),
+            (&[0.5, f32::NAN], &[0.2, 0.2]),
+            (&[0.5], &[0.0]),
+            (&[0.5], &[-0.1]),
+            (&[0.5], &[f32::INFINITY]),
+        ];
+
+        for (mean, std) in cases {
+            let result = Normalization::new(mean, std);
+            assert!(matches!(result, Err(ModelError::Config(_))), "mean {mean:?}, std {std:?}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn new_dataset_black_pixel_is_zero() {
+        let dataset = labelled_dataset(2);
+
+        assert!(dataset.normalization().is_none());
+        assert_eq!(dataset.black_pixel(), [0.0, 0.0]);
+    }
+
+    #[test]
+    fn with_normalization_sets_black_pixel() {
+        let dataset = labelled_dataset(2).with_normalization(&[0.5, 0.25], &[0.25, 0.5]).unwrap();
+
+        assert_eq!(dataset.normalization().unwrap().mean(), [0.5, 0.25]);
+        assert_eq!(dataset.black_pixel(), [-2.0, -0.5]);
+        assert_eq!(dataset.images().data()[0], 1.0, "pixel values must stay unchanged");
+        assert_eq!(dataset.take(1).black_pixel(), [-2.0, -0.5]);
+    }
+
+    #[test]
+    fn with_normalization_checks_channel_count() {
+        let result = labelled_dataset(2).with_normalization(&[0.5], &[0.25]);
+
+        match result {
+            Err(ModelError::Config(message)) => {
+                assert!(message.contains("1 channels but the images have 2"), "{message}");
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn from_idx_records_normalization() {
+        let dir = TempDir::new("loader-records-normalization");
+        let images = dir.write("images", &idx_images_bytes(1, 1, 1, &[1]));
+        let labels = dir.write("labels", &idx_labels_bytes(&[0]));
+
+        let dataset = Dataset::from_idx(&images, &labels, 0.5, 0.25, 2).unwrap();
+
+        let normalization = dataset.normalization().unwrap();
+        assert_eq!(normalization.mean(), [0.5]);
+        assert_eq!(normalization.std(), [0.25]);
+        assert_eq!(dataset.black_pixel(), [-2.0]);
     }
 }
