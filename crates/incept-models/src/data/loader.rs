@@ -8,6 +8,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use super::augment::{Augment, append_transformed};
 use super::idx::{read_idx_images, read_idx_labels};
 use crate::{ModelError, Result};
 
@@ -69,6 +70,30 @@ impl Normalization {
     /// `-mean[c] / std[c]`.
     pub fn black_pixel(&self) -> Vec<f32> {
         self.mean.iter().zip(&self.std).map(|(&m, &s)| -m / s).collect()
+    }
+}
+
+/// Settings of [`Dataset::batches_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// Images per batch, at least 1.
+    pub batch_size: usize,
+    /// Seed of the shuffle of the visiting order, or `None` for the stored
+    /// order.
+    pub shuffle_seed: Option<u64>,
+    /// Whether to drop the final batch if it has fewer than `batch_size`
+    /// images.
+    pub drop_last: bool,
+    /// Random crop and flip applied to each image, or `None` to copy images
+    /// unchanged.
+    pub augment: Option<Augment>,
+}
+
+impl BatchOptions {
+    /// Creates options for batches of `batch_size` images in the stored
+    /// order, with the last partial batch kept and no augmentation.
+    pub fn new(batch_size: usize) -> Self {
+        BatchOptions { batch_size, shuffle_seed: None, drop_last: false, augment: None }
     }
 }
 
@@ -267,25 +292,73 @@ impl Dataset {
     /// same version of `rand`, whose `StdRng` algorithm may change between
     /// releases. Without it the order is the stored order.
     ///
+    /// This is [`Dataset::batches_with`] with [`BatchOptions`] that keep the
+    /// last partial batch and do not augment.
+    ///
     /// # Errors
     /// [`ModelError::Config`] if `batch_size` is 0.
     pub fn batches(&self, batch_size: usize, shuffle_seed: Option<u64>) -> Result<Batches<'_>> {
+        self.batches_with(&BatchOptions { shuffle_seed, ..BatchOptions::new(batch_size) })
+    }
+
+    /// Returns an iterator over mini-batches as [`Dataset::batches`] does,
+    /// with the last partial batch optionally dropped and each image
+    /// optionally augmented.
+    ///
+    /// With `drop_last`, the images of the final partial batch are skipped,
+    /// so an epoch yields `len() / batch_size` batches, all full. Otherwise
+    /// it yields `len().div_ceil(batch_size)` batches. With `augment`, each
+    /// image is cropped and flipped as [`Augment`] describes while it is
+    /// copied into its batch, so the data set itself stays unchanged and no
+    /// second copy of it is made.
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] if `batch_size` is 0, or if
+    /// `augment.crop_padding` is not below the image height and width.
+    pub fn batches_with(&self, options: &BatchOptions) -> Result<Batches<'_>> {
+        let batch_size = options.batch_size;
         if batch_size == 0 {
             return Err(ModelError::Config("batch size is 0, expected at least 1".to_string()));
         }
+        if let Some(augment) = &options.augment {
+            let [height, width] = [self.images.dims()[2], self.images.dims()[3]];
+            if augment.crop_padding >= height.min(width) {
+                return Err(ModelError::Config(format!(
+                    "crop padding {} is not below the image size {height}x{width}, so some crops \
+                     would contain no image pixel; use a padding of at most {}",
+                    augment.crop_padding,
+                    height.min(width).saturating_sub(1)
+                )));
+            }
+        }
 
         let mut order: Vec<usize> = (0..self.len()).collect();
-        if let Some(seed) = shuffle_seed {
+        if let Some(seed) = options.shuffle_seed {
             let mut rng = StdRng::seed_from_u64(seed);
             order.shuffle(&mut rng);
         }
+        let end = if options.drop_last { order.len() - order.len() % batch_size } else { order.len() };
 
-        Ok(Batches { dataset: self, order, batch_size, next: 0 })
+        Ok(Batches {
+            dataset: self,
+            order,
+            batch_size,
+            end,
+            next: 0,
+            augment: options.augment,
+            pad_values: self.black_pixel(),
+        })
     }
 
     /// Number of values in one image (`channels * height * width`).
     fn image_len(&self) -> usize {
         self.images.dims()[1..].iter().product()
+    }
+
+    /// Shape of one image, `[channels, height, width]`.
+    fn image_shape(&self) -> [usize; 3] {
+        let dims = self.images.dims();
+        [dims[1], dims[2], dims[3]]
     }
 }
 
@@ -294,25 +367,32 @@ fn first_label_out_of_range(labels: &[usize], num_classes: usize) -> Option<(usi
 }
 
 /// Iterator over the mini-batches of a [`Dataset`], created by
-/// [`Dataset::batches`].
+/// [`Dataset::batches`] or [`Dataset::batches_with`].
 #[derive(Clone, Debug)]
 pub struct Batches<'a> {
     dataset: &'a Dataset,
     /// Image indices in visiting order.
     order: Vec<usize>,
     batch_size: usize,
+    /// Number of positions of `order` visited: all of them, or with
+    /// `drop_last` only the whole batches.
+    end: usize,
     /// Position in `order` of the next batch's first image.
     next: usize,
+    augment: Option<Augment>,
+    /// Value of padded pixels in each channel, the data set's black pixel.
+    pad_values: Vec<f32>,
 }
 
 impl Iterator for Batches<'_> {
     type Item = (Tensor<f32>, Vec<usize>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.next >= self.order.len() {
+        if self.next >= self.end {
             return None;
         }
-        let end = (self.next + self.batch_size).min(self.order.len());
+        let first_position = self.next;
+        let end = (self.next + self.batch_size).min(self.end);
         let indices = &self.order[self.next..end];
         self.next = end;
 
@@ -320,9 +400,19 @@ impl Iterator for Batches<'_> {
         let source = self.dataset.images.data();
         let mut pixels = Vec::with_capacity(indices.len() * image_len);
         let mut labels = Vec::with_capacity(indices.len());
-        for &index in indices {
-            let start = index * image_len;
-            pixels.extend_from_slice(&source[start..start + image_len]);
+        for (position, &index) in (first_position..).zip(indices) {
+            let image = &source[index * image_len..(index + 1) * image_len];
+            match &self.augment {
+                None => pixels.extend_from_slice(image),
+                Some(augment) => append_transformed(
+                    image,
+                    self.dataset.image_shape(),
+                    augment.crop_padding,
+                    &self.pad_values,
+                    augment.transform(position),
+                    &mut pixels,
+                ),
+            }
             labels.push(self.dataset.labels[index]);
         }
 
@@ -333,7 +423,7 @@ impl Iterator for Batches<'_> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let remaining = (self.order.len() - self.next).div_ceil(self.batch_size);
+        let remaining = (self.end - self.next).div_ceil(self.batch_size);
         (remaining, Some(remaining))
     }
 }
@@ -345,6 +435,7 @@ impl FusedIterator for Batches<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::augment::append_transformed;
     use crate::data::test_support::{TempDir, gzip, idx_images_bytes, idx_labels_bytes};
 
     /// Builds a data set of `n` 2x3 single-channel images in which every value of
@@ -547,6 +638,20 @@ mod tests {
         Dataset::new(images, (0..n).collect(), n.max(1)).unwrap()
     }
 
+    /// Collects `(images, labels)` of every batch.
+    fn collect_batches(dataset: &Dataset, options: &BatchOptions) -> Vec<(Vec<f32>, Vec<usize>)> {
+        dataset.batches_with(options).unwrap().map(|(images, labels)| (images.into_vec(), labels)).collect()
+    }
+
+    fn augmented_options(batch_size: usize, seed: u64) -> BatchOptions {
+        BatchOptions {
+            batch_size,
+            shuffle_seed: Some(3),
+            drop_last: false,
+            augment: Some(Augment { crop_padding: 2, horizontal_flip: true, seed }),
+        }
+    }
+
     #[test]
     fn normalization_black_pixel() {
         let normalization = Normalization::new(&[0.5, 0.25], &[0.25, 0.5]).unwrap();
@@ -616,5 +721,179 @@ mod tests {
         assert_eq!(normalization.mean(), [0.5]);
         assert_eq!(normalization.std(), [0.25]);
         assert_eq!(dataset.black_pixel(), [-2.0]);
+    }
+
+    #[test]
+    fn batches_match_batches_with() {
+        let dataset = labelled_dataset(10);
+        let options = BatchOptions { shuffle_seed: Some(4), ..BatchOptions::new(3) };
+
+        let simple: Vec<_> = dataset.batches(3, Some(4)).unwrap().map(|(i, l)| (i.into_vec(), l)).collect();
+
+        assert_eq!(simple, collect_batches(&dataset, &options));
+    }
+
+    #[test]
+    fn drop_last_drops_partial_batch() {
+        let dataset = labelled_dataset(10);
+        let options = BatchOptions { shuffle_seed: Some(2), drop_last: true, ..BatchOptions::new(4) };
+
+        let mut batches = dataset.batches_with(&options).unwrap();
+        assert_eq!(batches.len(), 2);
+        let first = batches.next().unwrap();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches.size_hint(), (1, Some(1)));
+        let second = batches.next().unwrap();
+        assert_eq!(batches.len(), 0);
+
+        assert!(batches.next().is_none());
+        assert_eq!(first.1.len(), 4);
+        assert_eq!(second.1.len(), 4);
+        let mut seen: Vec<usize> = first.1.into_iter().chain(second.1).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 8, "each image at most once");
+    }
+
+    #[test]
+    fn drop_last_batch_counts() {
+        // (images, batch size, batches without drop_last, batches with it)
+        let cases = [(10, 4, 3, 2), (8, 4, 2, 2), (3, 4, 1, 0), (0, 4, 0, 0), (7, 1, 7, 7)];
+
+        for (n, batch_size, kept, dropped) in cases {
+            let dataset = labelled_dataset(n);
+            let keep = BatchOptions::new(batch_size);
+            let drop = BatchOptions { drop_last: true, ..keep };
+
+            let keep_batches = dataset.batches_with(&keep).unwrap();
+            let drop_batches = dataset.batches_with(&drop).unwrap();
+            assert_eq!(keep_batches.len(), kept, "{n} images, batch size {batch_size}");
+            assert_eq!(drop_batches.len(), dropped, "{n} images, batch size {batch_size}, drop_last");
+            assert_eq!(keep_batches.count(), kept, "{n} images, batch size {batch_size}");
+            let sizes: Vec<usize> = drop_batches.map(|(_, labels)| labels.len()).collect();
+            assert_eq!(sizes, vec![batch_size; dropped], "{n} images, batch size {batch_size}, drop_last");
+        }
+    }
+
+    #[test]
+    fn augmented_epoch_visits_each_image_once() {
+        let dataset = labelled_dataset(23);
+
+        let mut labels: Vec<usize> =
+            collect_batches(&dataset, &augmented_options(5, 9)).into_iter().flat_map(|(_, labels)| labels).collect();
+
+        labels.sort_unstable();
+        assert_eq!(labels, (0..23).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn augmented_images_follow_their_draws() {
+        // Every output image must equal its source image transformed with the
+        // draws of its position in the epoch, whatever the batch size.
+        let dataset = labelled_dataset(23).with_normalization(&[0.5, 0.25], &[0.25, 0.5]).unwrap();
+        let options = augmented_options(5, 9);
+        let augment = options.augment.unwrap();
+
+        let mut position = 0;
+        for (images, labels) in collect_batches(&dataset, &options) {
+            for (image, label) in images.chunks_exact(24).zip(labels) {
+                let source = &dataset.images().data()[label * 24..(label + 1) * 24];
+                let mut expected = Vec::new();
+                let transform = augment.transform(position);
+                append_transformed(source, [2, 3, 4], 2, &[-2.0, -0.5], transform, &mut expected);
+                assert_eq!(image, expected, "position {position}, image {label}, {transform:?}");
+                position += 1;
+            }
+        }
+        assert_eq!(position, 23);
+    }
+
+    #[test]
+    fn augmented_padding_is_normalised_black() {
+        let dataset = labelled_dataset(1).with_normalization(&[0.5, 0.25], &[0.25, 0.5]).unwrap();
+        let pad = 2;
+        // Find a seed whose single draw starts the window at row 0, so the
+        // first `pad` rows of the output are all padding.
+        let seed = (0..)
+            .find(|&seed| Augment { crop_padding: pad, horizontal_flip: false, seed }.transform(0).top == 0)
+            .unwrap();
+        let options = BatchOptions {
+            augment: Some(Augment { crop_padding: pad, horizontal_flip: false, seed }),
+            ..BatchOptions::new(1)
+        };
+
+        let (images, _) = dataset.batches_with(&options).unwrap().next().unwrap();
+
+        let image = images.data();
+        for (c, black) in [-2.0, -0.5].into_iter().enumerate() {
+            let padded_rows = &image[c * 12..c * 12 + pad * 4];
+            assert!(padded_rows.iter().all(|&v| v == black), "channel {c}: {padded_rows:?}");
+            assert!(image[c * 12..(c + 1) * 12].contains(&1.0), "channel {c} keeps an image pixel");
+        }
+    }
+
+    #[test]
+    fn augment_seed_determines_batches() {
+        let dataset = labelled_dataset(40);
+
+        let first = collect_batches(&dataset, &augmented_options(8, 1));
+        let again = collect_batches(&dataset, &augmented_options(8, 1));
+        let other = collect_batches(&dataset, &augmented_options(8, 2));
+
+        assert_eq!(first, again);
+        assert_ne!(first, other);
+        let labels = |batches: &[(Vec<f32>, Vec<usize>)]| batches.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>();
+        assert_eq!(labels(&first), labels(&other), "the augment seed must not change the order");
+    }
+
+    #[test]
+    fn augmentation_ignores_batch_size() {
+        let dataset = labelled_dataset(40);
+
+        let flatten =
+            |batches: Vec<(Vec<f32>, Vec<usize>)>| batches.into_iter().flat_map(|(i, _)| i).collect::<Vec<_>>();
+        let small = flatten(collect_batches(&dataset, &augmented_options(3, 6)));
+        let large = flatten(collect_batches(&dataset, &augmented_options(16, 6)));
+
+        assert_eq!(small, large);
+    }
+
+    #[test]
+    fn augment_changes_images() {
+        let dataset = labelled_dataset(40);
+        let plain = BatchOptions { augment: None, ..augmented_options(8, 1) };
+
+        let augmented = collect_batches(&dataset, &augmented_options(8, 1));
+
+        assert_ne!(augmented, collect_batches(&dataset, &plain));
+    }
+
+    #[test]
+    fn crop_padding_must_be_below_image_size() {
+        // The images are 3x4, so a padding of 3 could cut a window of padding only.
+        let dataset = labelled_dataset(2);
+        let options = |crop_padding| BatchOptions {
+            augment: Some(Augment { crop_padding, horizontal_flip: false, seed: 0 }),
+            ..BatchOptions::new(1)
+        };
+
+        assert!(dataset.batches_with(&options(2)).is_ok());
+        match dataset.batches_with(&options(3)) {
+            Err(ModelError::Config(message)) => {
+                assert!(message.contains("crop padding 3"), "{message}");
+                assert!(message.contains("3x4"), "{message}");
+                assert!(message.contains("at most 2"), "{message}");
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn batches_with_rejects_zero_batch_size() {
+        let dataset = labelled_dataset(2);
+
+        let result = dataset.batches_with(&BatchOptions { drop_last: true, ..BatchOptions::new(0) });
+
+        assert!(matches!(result, Err(ModelError::Config(_))));
     }
 }

@@ -1,6 +1,7 @@
 //! Data sets: an IDX file reader, an in-memory [`Dataset`] with a mini-batch
-//! iterator, and a loader for Fashion-MNIST.
+//! iterator that can crop and flip images, and a loader for Fashion-MNIST.
 
+mod augment;
 mod idx;
 mod loader;
 
@@ -9,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use crate::{ModelError, Result};
 
+pub use augment::Augment;
 pub use idx::{IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, IdxImages, MAX_IMAGE_SIDE, read_idx_images, read_idx_labels};
-pub use loader::{Batches, Dataset, Normalization};
+pub use loader::{BatchOptions, Batches, Dataset, Normalization};
 
 /// Fashion-MNIST class names, indexed by label.
 pub const FASHION_MNIST_CLASSES: [&str; 10] =
