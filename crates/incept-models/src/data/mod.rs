@@ -1,7 +1,9 @@
-//! Data sets: an IDX file reader, an in-memory [`Dataset`] with a mini-batch
-//! iterator that can crop and flip images, and a loader for Fashion-MNIST.
+//! Data sets: IDX and CIFAR-10 binary file readers, an in-memory
+//! [`Dataset`] with a mini-batch iterator that can crop and flip images, and
+//! loaders for Fashion-MNIST and CIFAR-10.
 
 mod augment;
+mod cifar;
 mod idx;
 mod loader;
 
@@ -11,6 +13,10 @@ use std::path::{Path, PathBuf};
 use crate::{ModelError, Result};
 
 pub use augment::Augment;
+pub use cifar::{
+    CIFAR10_CLASSES, CIFAR10_IMAGE_LEN, CIFAR10_MEAN, CIFAR10_RECORD_LEN, CIFAR10_STD, Cifar10Batch, cifar10,
+    read_cifar10_batch,
+};
 pub use idx::{IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, IdxImages, MAX_IMAGE_SIDE, read_idx_images, read_idx_labels};
 pub use loader::{BatchOptions, Batches, Dataset, Normalization};
 
