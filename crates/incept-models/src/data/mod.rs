@@ -1,6 +1,9 @@
-//! Data sets: an IDX file reader, an in-memory [`Dataset`] with a mini-batch
-//! iterator, and a loader for Fashion-MNIST.
+//! Data sets: IDX and CIFAR-10 binary file readers, an in-memory
+//! [`Dataset`] with a mini-batch iterator that can crop and flip images, and
+//! loaders for Fashion-MNIST and CIFAR-10.
 
+mod augment;
+mod cifar;
 mod idx;
 mod loader;
 
@@ -9,8 +12,13 @@ use std::path::{Path, PathBuf};
 
 use crate::{ModelError, Result};
 
+pub use augment::Augment;
+pub use cifar::{
+    CIFAR10_CLASSES, CIFAR10_IMAGE_LEN, CIFAR10_MEAN, CIFAR10_RECORD_LEN, CIFAR10_STD, Cifar10Batch, cifar10,
+    read_cifar10_batch,
+};
 pub use idx::{IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, IdxImages, MAX_IMAGE_SIDE, read_idx_images, read_idx_labels};
-pub use loader::{Batches, Dataset};
+pub use loader::{BatchOptions, Batches, Dataset, Normalization};
 
 /// Fashion-MNIST class names, indexed by label.
 pub const FASHION_MNIST_CLASSES: [&str; 10] =
@@ -43,7 +51,8 @@ const TEST_LABELS_FILE: &str = "t10k-labels-idx1-ubyte.gz";
 /// same names without `.gz` for uncompressed copies. Both the full data set
 /// (60,000 training and 10,000 test images) and the subset committed in
 /// `data/fashion-mnist` (10,000 and 2,000) use these names. Pixels are
-/// normalised with [`FASHION_MNIST_MEAN`] and [`FASHION_MNIST_STD`].
+/// normalised with [`FASHION_MNIST_MEAN`] and [`FASHION_MNIST_STD`], which
+/// both data sets record as their [`Normalization`].
 /// Returns `(train, test)`.
 ///
 /// # Errors
