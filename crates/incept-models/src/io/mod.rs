@@ -39,8 +39,8 @@ pub use save::{save_safetensors, write_safetensors};
 use crate::{Buffer, BufferKind, ModelError, Module, Result};
 
 /// Everything [`load_safetensors`] found wrong when it compared a file with
-/// a model, in the model's order for the model's names and in the file's
-/// name order for unexpected ones.
+/// a model. Names of the model's tensors are in the model's order, and
+/// unexpected names are sorted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StateDictMismatch {
     /// Names the model has and the file lacks.
@@ -87,10 +87,10 @@ const LISTED_NAMES: usize = 5;
 
 /// Formats `items` as "a, b, c and 4 more".
 fn list_some(items: &[String]) -> String {
-    let shown = items.iter().take(LISTED_NAMES).cloned().collect::<Vec<_>>().join(", ");
+    let listed = items.iter().take(LISTED_NAMES).cloned().collect::<Vec<_>>().join(", ");
     match items.len().saturating_sub(LISTED_NAMES) {
-        0 => shown,
-        rest => format!("{shown} and {rest} more"),
+        0 => listed,
+        rest => format!("{listed} and {rest} more"),
     }
 }
 

@@ -22,7 +22,9 @@ use crate::{BufferKind, ModelError, Module, Result};
 /// models, [`BufferKind::Count`] buffers as 0-D `I64`. The file is written
 /// to a temporary file in the same directory (`.{name}.tmp-{pid}-{n}`),
 /// synced, and renamed over `path`, so readers see either the old file or
-/// the complete new one.
+/// the complete new one. The rename replaces a symbolic link at `path`
+/// itself, not the file it points to, and the new file gets the default
+/// permissions instead of the old file's.
 ///
 /// # Errors
 /// [`ModelError::Io`] naming `path` if the temporary file cannot be created,
