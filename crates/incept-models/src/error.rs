@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::io::StateDictMismatch;
+
 /// A failure while building, running, loading or saving a model or a data set.
 #[derive(Debug, Error)]
 pub enum ModelError {
@@ -28,6 +30,16 @@ pub enum ModelError {
         path: PathBuf,
         /// What is wrong and what was expected.
         reason: String,
+    },
+    /// A checkpoint was read, but its tensors do not match the model's
+    /// parameters and buffers. Nothing was loaded.
+    #[error("{path}: state dict does not match the model: {mismatch}")]
+    StateDict {
+        /// File involved.
+        path: PathBuf,
+        /// Every missing, unexpected and mismatched tensor (boxed to keep
+        /// `ModelError` small).
+        mismatch: Box<StateDictMismatch>,
     },
     /// A model or data configuration is inconsistent.
     #[error("invalid configuration: {0}")]

@@ -23,6 +23,7 @@ pub mod data;
 mod error;
 pub mod googlenet;
 pub mod inception;
+pub mod io;
 pub mod layers;
 mod module;
 

@@ -141,7 +141,7 @@ impl Fixture {
     /// Lists every tensor name that starts with `prefix`, sorted.
     fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
         let mut keys: Vec<String> =
-            self.tensors().names().into_iter().filter(|key| key.starts_with(prefix)).cloned().collect();
+            self.tensors().names().into_iter().filter(|key| key.starts_with(prefix)).map(String::from).collect();
         keys.sort();
         keys
     }

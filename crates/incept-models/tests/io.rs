@@ -1,0 +1,556 @@
+//! Saving and loading safetensors checkpoints: round trips, files in
+//! PyTorch's layout, malformed files, mismatched state dicts and atomic saves.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use incept_autograd::{Tape, Var};
+use incept_models::io::{load_safetensors, save_safetensors, write_safetensors};
+use incept_models::layers::Linear;
+use incept_models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Init, ModelError, Module, Variant};
+use incept_tensor::Tensor;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+/// Creates a fresh, empty directory for one test.
+fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("incept-io-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+fn small_config(variant: Variant, seed: u64) -> GoogLeNetConfig {
+    GoogLeNetConfig { width: 0.125, seed, ..GoogLeNetConfig::small(variant, 1, 10) }
+}
+
+/// Copies every parameter and buffer as `(name, dims, values)`, for exact comparisons.
+fn snapshot<M: Module<f32> + ?Sized>(module: &M) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut state: Vec<_> = module
+        .parameters()
+        .iter()
+        .map(|p| (p.name().to_string(), p.value().dims().to_vec(), p.value().data().to_vec()))
+        .collect();
+    state.extend(
+        module.buffers().iter().map(|b| (b.name().to_string(), b.value().dims().to_vec(), b.value().data().to_vec())),
+    );
+    state
+}
+
+fn eval_logits(net: &GoogLeNet<f32>, input: &Tensor<f32>) -> Vec<f32> {
+    let tape = Tape::inference();
+    let out = net.forward(&ForwardCtx::eval(&tape), &Var::constant(input.clone())).unwrap();
+    out.logits.value().data().to_vec()
+}
+
+/// Runs one training-mode forward pass so the batch-norm running statistics
+/// and counters move away from their initial values.
+fn train_step(net: &GoogLeNet<f32>) {
+    let tape = Tape::new();
+    let x = Var::constant(Tensor::randn([4, 1, 28, 28], 0.5, 2.0, 11));
+    net.forward(&ForwardCtx::train(&tape, 0), &x).unwrap();
+}
+
+/// Encodes `values` as little-endian `dtype` (F32, F64 or I64).
+fn encode(values: &[f64], dtype: Dtype) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for &v in values {
+        match dtype {
+            Dtype::F32 => bytes.extend((v as f32).to_le_bytes()),
+            Dtype::F64 => bytes.extend(v.to_le_bytes()),
+            Dtype::I64 => bytes.extend((v as i64).to_le_bytes()),
+            other => panic!("encode: unsupported {other:?}"),
+        }
+    }
+    bytes
+}
+
+/// One tensor of a hand-made file: name, dtype, shape and raw bytes.
+type RawTensor = (String, Dtype, Vec<usize>, Vec<u8>);
+
+/// Writes `tensors` with the safetensors crate's own serialiser, as PyTorch's
+/// `safetensors.torch.save_file` lays them out.
+fn write_with_crate(path: &Path, tensors: &[RawTensor], metadata: &[(&str, &str)]) {
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, dtype, shape, bytes)| (name.clone(), TensorView::new(*dtype, shape.clone(), bytes).unwrap()))
+        .collect();
+    let metadata =
+        (!metadata.is_empty()).then(|| metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    fs::write(path, safetensors::serialize(views, metadata).unwrap()).unwrap();
+}
+
+/// Encodes the module's state as `F32` tensors, with count buffers as `I64` set to `count`.
+fn pytorch_tensors<M: Module<f32> + ?Sized>(module: &M, count: i64) -> Vec<RawTensor> {
+    let mut tensors: Vec<RawTensor> = module
+        .parameters()
+        .iter()
+        .map(|p| {
+            let values: Vec<f64> = p.value().data().iter().map(|&x| f64::from(x)).collect();
+            (p.name().to_string(), Dtype::F32, p.value().dims().to_vec(), encode(&values, Dtype::F32))
+        })
+        .collect();
+    for b in module.buffers() {
+        let tensor = if b.name().ends_with("num_batches_tracked") {
+            (b.name().to_string(), Dtype::I64, vec![], count.to_le_bytes().to_vec())
+        } else {
+            let values: Vec<f64> = b.value().data().iter().map(|&x| f64::from(x)).collect();
+            (b.name().to_string(), Dtype::F32, b.value().dims().to_vec(), encode(&values, Dtype::F32))
+        };
+        tensors.push(tensor);
+    }
+    tensors
+}
+
+#[test]
+fn round_trip_both_variants() {
+    let dir = test_dir("round-trip");
+    let input = Tensor::randn([2, 1, 28, 28], 0.0, 1.0, 5);
+    for variant in [Variant::Paper, Variant::Torchvision] {
+        let net = GoogLeNet::<f32>::new(small_config(variant, 1)).unwrap();
+        train_step(&net);
+        let path = dir.join(format!("{variant:?}.safetensors"));
+        net.save(&path).unwrap();
+
+        let loaded = GoogLeNet::<f32>::load(&path).unwrap();
+        assert_eq!(loaded.config(), net.config(), "{variant:?}: config");
+        assert!(snapshot(&loaded) == snapshot(&net), "{variant:?}: parameters and buffers differ");
+        assert_eq!(eval_logits(&loaded, &input), eval_logits(&net, &input), "{variant:?}: eval logits");
+
+        let other_seed = GoogLeNet::<f32>::new(small_config(variant, 2)).unwrap();
+        assert_ne!(eval_logits(&other_seed, &input), eval_logits(&net, &input), "{variant:?}: seeds must differ");
+        let metadata = other_seed.load_state_dict(&path).unwrap();
+        assert_eq!(metadata.get("format").map(String::as_str), Some("incept"), "{variant:?}");
+        assert_eq!(eval_logits(&other_seed, &input), eval_logits(&net, &input), "{variant:?}: load_state_dict");
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn saved_file_has_pytorch_dtypes() {
+    let dir = test_dir("dtypes");
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    train_step(&net);
+    train_step(&net);
+    let path = dir.join("net.safetensors");
+    net.save(&path).unwrap();
+
+    let bytes = fs::read(&path).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(file.len(), net.parameters().len() + net.buffers().len());
+    let counter = file.tensor("conv1.bn.num_batches_tracked").unwrap();
+    assert_eq!(counter.dtype(), Dtype::I64);
+    assert_eq!(counter.shape(), &[] as &[usize]);
+    assert_eq!(counter.data(), &2i64.to_le_bytes());
+    let weight = file.tensor("fc.weight").unwrap();
+    assert_eq!(weight.dtype(), Dtype::F32);
+    let fc = net.parameters().into_iter().find(|p| p.name() == "fc.weight").unwrap();
+    assert_eq!(weight.shape(), fc.value().dims());
+    let running_var = file.tensor("conv1.bn.running_var").unwrap();
+    assert_eq!(running_var.dtype(), Dtype::F32);
+
+    let (_, metadata) = SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = metadata.metadata().clone().unwrap();
+    let config: GoogLeNetConfig = serde_json::from_str(&metadata["incept.config"]).unwrap();
+    assert_eq!(&config, net.config());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn write_safetensors_matches_saved_file() {
+    let dir = test_dir("writer");
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    let metadata = BTreeMap::from([("note".to_string(), "test".to_string())]);
+    let path = dir.join("net.safetensors");
+    save_safetensors(&net, &path, &metadata).unwrap();
+    let mut written = Vec::new();
+    write_safetensors(&net, &mut written, &metadata).unwrap();
+    assert!(fs::read(&path).unwrap() == written, "save_safetensors and write_safetensors must agree");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pytorch_layout_file_loads() {
+    let dir = test_dir("pytorch-layout");
+    let source = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    train_step(&source);
+    let path = dir.join("state_dict.safetensors");
+    write_with_crate(&path, &pytorch_tensors(&source, 7), &[("format", "pt")]);
+
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 2)).unwrap();
+    let metadata = net.load_state_dict(&path).unwrap();
+    assert_eq!(metadata, BTreeMap::from([("format".to_string(), "pt".to_string())]));
+    let count = net.buffers().into_iter().find(|b| b.name() == "inception5b.branch4.1.bn.num_batches_tracked").unwrap();
+    assert_eq!(count.value().data(), &[7.0]);
+    let params =
+        |m: &GoogLeNet<f32>| snapshot(m).into_iter().filter(|(n, _, _)| !n.ends_with("tracked")).collect::<Vec<_>>();
+    assert!(params(&net) == params(&source), "weights and running statistics must load unchanged");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Reads `name<TAB>dims<TAB>dtype` lines written by tools/make_fixtures.py.
+fn torchvision_keys(file: &str) -> Vec<(String, Vec<usize>, String)> {
+    let path = format!("{}/../../tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let dims = fields[1].split(',').filter(|d| !d.is_empty()).map(|d| d.parse().unwrap()).collect();
+            (fields[0].to_string(), dims, fields[2].to_string())
+        })
+        .collect()
+}
+
+/// Writes a file with torchvision's exact keys, shapes and dtypes. Tensor
+/// `i` is filled with `i / 1000`, and every `num_batches_tracked` is 3.
+fn write_torchvision_file(path: &Path, keys_file: &str, metadata: &[(&str, &str)]) {
+    let tensors: Vec<RawTensor> = torchvision_keys(keys_file)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, dims, dtype))| {
+            let numel = dims.iter().product::<usize>();
+            let (dtype, values) = match dtype.as_str() {
+                "float32" => (Dtype::F32, vec![i as f64 / 1000.0; numel]),
+                "int64" => (Dtype::I64, vec![3.0; numel]),
+                other => panic!("{keys_file}: unexpected dtype {other}"),
+            };
+            let bytes = encode(&values, dtype);
+            (name, dtype, dims, bytes)
+        })
+        .collect();
+    write_with_crate(path, &tensors, metadata);
+}
+
+#[test]
+fn torchvision_key_list_loads() {
+    let dir = test_dir("torchvision");
+    let path = dir.join("googlenet_torchvision.safetensors");
+    let metadata = [("format", "pt"), ("source", "hand-made"), ("transform_input", "true"), ("aux_logits", "true")];
+    write_torchvision_file(&path, "torchvision_googlenet_keys.txt", &metadata);
+    let keys = torchvision_keys("torchvision_googlenet_keys.txt");
+
+    let net = GoogLeNet::<f32>::new(GoogLeNetConfig::torchvision()).unwrap();
+    let loaded_metadata = net.load_state_dict(&path).unwrap();
+    assert_eq!(loaded_metadata.get("transform_input").map(String::as_str), Some("true"));
+    let state = snapshot(&net);
+    assert_eq!(state.len(), keys.len());
+    for (i, (name, dims, dtype)) in keys.iter().enumerate() {
+        let (_, our_dims, values) = state.iter().find(|(n, _, _)| n == name).unwrap();
+        assert_eq!(our_dims, dims, "{name}");
+        let expected = if dtype == "int64" { 3.0 } else { i as f32 / 1000.0 };
+        assert!(values.iter().all(|&v| v == expected), "{name}: expected every value {expected}");
+    }
+
+    let from_file = GoogLeNet::<f32>::load_torchvision(&path).unwrap();
+    let expected = GoogLeNetConfig { transform_input: true, ..GoogLeNetConfig::torchvision() };
+    assert_eq!(from_file.config(), &expected);
+    assert!(snapshot(&from_file) == state);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn torchvision_export_without_aux_loads() {
+    let dir = test_dir("torchvision-noaux");
+    let path = dir.join("googlenet_noaux.safetensors");
+    write_torchvision_file(&path, "torchvision_googlenet_keys_noaux.txt", &[("transform_input", "false")]);
+
+    let net = GoogLeNet::<f32>::load_torchvision(&path).unwrap();
+    assert!(!net.config().aux_logits);
+    assert!(!net.config().transform_input);
+    assert_eq!(net.config().num_classes, 1000);
+
+    let with_aux = GoogLeNet::<f32>::new(GoogLeNetConfig::torchvision()).unwrap();
+    let err = with_aux.load_state_dict(&path).expect_err("the aux heads are missing from the file");
+    let message = err.to_string();
+    assert!(message.contains("googlenet_noaux.safetensors"), "{message}");
+    assert!(message.contains("missing (aux1.conv.conv.weight, "), "{message}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn mismatch_lists_every_problem() {
+    let dir = test_dir("mismatch");
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    let mut tensors: Vec<RawTensor> = pytorch_tensors(&net, 0)
+        .into_iter()
+        .filter(|(name, ..)| name != "aux1.fc1.weight" && name != "aux1.fc1.bias")
+        .collect();
+    let fc = tensors.iter_mut().find(|(name, ..)| name == "fc.weight").unwrap();
+    let fc_in = fc.2[1];
+    *fc = ("fc.weight".to_string(), Dtype::F32, vec![3, fc_in], encode(&vec![0.0; 3 * fc_in], Dtype::F32));
+    let conv = tensors.iter_mut().find(|(name, ..)| name == "conv1.conv.weight").unwrap();
+    let numel = conv.2.iter().product::<usize>();
+    *conv = (conv.0.clone(), Dtype::F64, conv.2.clone(), encode(&vec![0.0; numel], Dtype::F64));
+    tensors.push(("extra.weight".to_string(), Dtype::F32, vec![1], encode(&[1.0], Dtype::F32)));
+    let path = dir.join("bad.safetensors");
+    write_with_crate(&path, &tensors, &[]);
+
+    let before = snapshot(&net);
+    let err = net.load_state_dict(&path).expect_err("a mismatched file must be rejected");
+    let message = err.to_string();
+    let expected = format!(
+        "bad.safetensors: state dict does not match the model: 2 missing (aux1.fc1.weight, aux1.fc1.bias), \
+         1 unexpected (extra.weight), 1 shape mismatch (fc.weight: file [3, {fc_in}], model [10, {fc_in}]), \
+         1 dtype mismatch (conv1.conv.weight: file F64 instead of F32); "
+    );
+    assert!(message.contains(&expected), "{message}\nexpected it to contain\n{expected}");
+    assert!(message.contains("build the model with the config the file was saved with"), "{message}");
+    assert!(message.contains("model.float()"), "{message}");
+    let ModelError::StateDict { mismatch, .. } = err else { panic!("expected ModelError::StateDict, got {err:?}") };
+    assert_eq!(mismatch.missing, ["aux1.fc1.weight", "aux1.fc1.bias"]);
+    assert_eq!(mismatch.unexpected, ["extra.weight"]);
+    assert_eq!(mismatch.shapes.len(), 1);
+    assert_eq!(mismatch.dtypes.len(), 1);
+    assert!(snapshot(&net) == before, "a rejected file must leave the model unchanged");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn long_mismatch_lists_are_shortened() {
+    let dir = test_dir("long-list");
+    let path = dir.join("empty.safetensors");
+    write_with_crate(&path, &[], &[]);
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    let total = net.parameters().len() + net.buffers().len();
+    let err = net.load_state_dict(&path).expect_err("an empty state dict must be rejected");
+    let message = err.to_string();
+    assert!(message.contains(&format!("{total} missing (conv1.conv.weight, ")), "{message}");
+    assert!(message.contains(&format!(" and {} more)", total - 5)), "{message}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn failed_load_leaves_model_unchanged() {
+    let dir = test_dir("unchanged");
+    let source = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    let mut tensors = pytorch_tensors(&source, 5);
+    // fc.bias comes last in the module's order, so every other tensor is
+    // read and converted before the mismatch is found.
+    let bias = tensors.iter_mut().find(|(name, ..)| name == "fc.bias").unwrap();
+    *bias = ("fc.bias".to_string(), Dtype::F32, vec![11], encode(&[0.0; 11], Dtype::F32));
+    let path = dir.join("late-mismatch.safetensors");
+    write_with_crate(&path, &tensors, &[]);
+
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 2)).unwrap();
+    train_step(&net);
+    let before = snapshot(&net);
+    let err = net.load_state_dict(&path).expect_err("fc.bias has the wrong shape");
+    assert!(err.to_string().contains("fc.bias: file [11], model [10]"), "{err}");
+    assert!(snapshot(&net) == before, "no tensor may change when the load fails");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn f64_model_loads_f32_file() {
+    let dir = test_dir("f64");
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    train_step(&net);
+    let path = dir.join("f32.safetensors");
+    net.save(&path).unwrap();
+
+    let wide = GoogLeNet::<f64>::load(&path).unwrap();
+    let narrow: Vec<f64> = net.parameters().iter().flat_map(|p| p.value().data().to_vec()).map(f64::from).collect();
+    let widened: Vec<f64> = wide.parameters().iter().flat_map(|p| p.value().data().to_vec()).collect();
+    assert!(narrow == widened, "F32 values must widen exactly");
+
+    let f64_path = dir.join("f64.safetensors");
+    wide.save(&f64_path).unwrap();
+    let err = GoogLeNet::<f32>::load(&f64_path).err().expect("an f32 model must not narrow F64 weights");
+    assert!(err.to_string().contains("conv1.conv.weight: file F64 instead of F32"), "{err}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_without_config_names_alternatives() {
+    let dir = test_dir("no-config");
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    let path = dir.join("plain.safetensors");
+    save_safetensors(&net, &path, &BTreeMap::new()).unwrap();
+    let err = GoogLeNet::<f32>::load(&path).err().expect("a file without a config must be rejected");
+    let message = err.to_string();
+    assert!(message.contains("plain.safetensors"), "{message}");
+    assert!(message.contains("\"incept.config\""), "{message}");
+    assert!(message.contains("load_state_dict"), "{message}");
+    assert!(message.contains("load_torchvision"), "{message}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_rejects_bad_config_metadata() {
+    let dir = test_dir("bad-config");
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    let huge = GoogLeNetConfig { width: 8.0, num_classes: 100_000, ..*net.config() };
+    let cases = [
+        ("not-json", "{width".to_string(), "is not a valid config"),
+        ("bad-field", r#"{"variant": "resnet"}"#.to_string(), "is not a valid config"),
+        ("huge", serde_json::to_string(&huge).unwrap(), "too few for the"),
+        (
+            "zero-classes",
+            serde_json::to_string(&GoogLeNetConfig { num_classes: 0, ..*net.config() }).unwrap(),
+            "cannot be built",
+        ),
+    ];
+    for (name, config, problem) in cases {
+        let path = dir.join(format!("{name}.safetensors"));
+        let metadata = BTreeMap::from([("incept.config".to_string(), config)]);
+        save_safetensors(&net, &path, &metadata).unwrap();
+        let err = GoogLeNet::<f32>::load(&path).err().unwrap_or_else(|| panic!("{name}: load must fail"));
+        let message = err.to_string();
+        assert!(message.contains(&format!("{name}.safetensors")), "{name}: {message}");
+        assert!(message.contains(problem), "{name}: {message}");
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Builds a safetensors file from a raw header string and data bytes.
+fn raw_file(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    bytes
+}
+
+#[test]
+fn malformed_files_are_errors() {
+    let dir = test_dir("malformed");
+    // fc.weight [2, 2] and fc.bias [2]: 24 bytes of F32 data.
+    let layer = Linear::<f32>::new("fc", 2, 2, &mut Init::new(1)).unwrap();
+    let valid_header = r#"{"fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"fc.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[8,24]}}"#;
+    let big_offsets: String = (0..8u64)
+        .map(|i| {
+            let size = u64::MAX / 8;
+            format!(r#""t{i}":{{"dtype":"U8","shape":[{size}],"data_offsets":[{},{}]}}"#, i * size, (i + 1) * size)
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut not_utf8 = 4u64.to_le_bytes().to_vec();
+    not_utf8.extend([0xff, 0xfe, 0xfd, 0xfc]);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", vec![], "fewer than the 8-byte header length"),
+        ("short", vec![1, 2, 3], "fewer than the 8-byte header length"),
+        ("header-past-end", [1000u64.to_le_bytes().as_slice(), b"{}"].concat(), "is 1000, more than the 2 bytes"),
+        ("header-huge", u64::MAX.to_le_bytes().to_vec(), "more than the 0 bytes that follow"),
+        ("not-utf8", not_utf8, "not valid UTF-8"),
+        ("not-json", raw_file("not json", &[]), "not a JSON object"),
+        ("json-array", raw_file("[1, 2]", &[]), "not a JSON object"),
+        (
+            "unknown-dtype",
+            raw_file(r#"{"fc.bias":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}}"#, &[0; 8]),
+            "unknown variant `Q4`",
+        ),
+        ("metadata-not-strings", raw_file(r#"{"__metadata__":{"epoch":3}}"#, &[]), "not a JSON object"),
+        (
+            "overlap",
+            raw_file(
+                r#"{"fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"fc.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[4,20]}}"#,
+                &[0; 24],
+            ),
+            "overlap or leave a gap",
+        ),
+        (
+            "gap",
+            raw_file(
+                r#"{"fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"fc.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[12,28]}}"#,
+                &[0; 28],
+            ),
+            "overlap or leave a gap",
+        ),
+        (
+            "offsets-past-end",
+            raw_file(r#"{"fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &[0; 4]),
+            "point past the 4 data bytes",
+        ),
+        ("offsets-near-u64-max", raw_file(&format!("{{{big_offsets}}}"), &[0; 8]), "point past the 8 data bytes"),
+        (
+            "offsets-not-shape",
+            raw_file(r#"{"fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,12]}}"#, &[0; 12]),
+            "do not span its number of elements",
+        ),
+        (
+            "shape-overflow",
+            raw_file(r#"{"fc.bias":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}"#, &[]),
+            "overflows",
+        ),
+        ("truncated", raw_file(valid_header, &[0; 20]), "point past the 20 data bytes"),
+        ("trailing", raw_file(valid_header, &[0; 28]), "do not end at the end of the file"),
+        ("too-large", raw_file(valid_header, &vec![0; 17 << 20]), "more than the"),
+    ];
+    for (name, bytes, problem) in cases {
+        let path = dir.join(format!("{name}.safetensors"));
+        fs::write(&path, &bytes).unwrap();
+        let before = snapshot(&layer);
+        let err = load_safetensors(&layer, &path).expect_err(name);
+        let message = err.to_string();
+        assert!(matches!(err, ModelError::Format { .. }), "{name}: expected a format error, got {err:?}");
+        assert!(message.contains(&format!("{name}.safetensors")), "{name}: {message}");
+        assert!(message.contains(problem), "{name}: expected {problem:?} in {message}");
+        assert!(snapshot(&layer) == before, "{name}: the layer must be unchanged");
+    }
+
+    let valid = dir.join("valid.safetensors");
+    fs::write(&valid, raw_file(valid_header, &encode(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], Dtype::F32))).unwrap();
+    load_safetensors(&layer, &valid).expect("the hand-made valid file loads");
+    assert_eq!(layer.bias.value().data(), &[1.0, 2.0]);
+    assert_eq!(layer.weight.value().data(), &[3.0, 4.0, 5.0, 6.0]);
+
+    let missing = dir.join("missing.safetensors");
+    let err = load_safetensors(&layer, &missing).expect_err("a missing file must be an error");
+    assert!(matches!(err, ModelError::Io { .. }), "{err:?}");
+    assert!(err.to_string().contains("missing.safetensors"), "{err}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dtype_other_than_f32_is_rejected() {
+    let dir = test_dir("dtype");
+    let layer = Linear::<f32>::new("fc", 2, 2, &mut Init::new(1)).unwrap();
+    let path = dir.join("half.safetensors");
+    let tensors: Vec<RawTensor> = vec![
+        ("fc.bias".to_string(), Dtype::F16, vec![2], vec![0; 4]),
+        ("fc.weight".to_string(), Dtype::I64, vec![2, 2], vec![0; 32]),
+    ];
+    write_with_crate(&path, &tensors, &[]);
+    let err = load_safetensors(&layer, &path).expect_err("F16 and I64 weights must be rejected");
+    let message = err.to_string();
+    assert!(message.contains("half.safetensors"), "{message}");
+    assert!(
+        message.contains("2 dtype mismatches (fc.weight: file I64 instead of F32, fc.bias: file F16 instead of F32)"),
+        "{message}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn save_cleans_up_temporary_files() {
+    let dir = test_dir("cleanup");
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    let path = dir.join("net.safetensors");
+    net.save(&path).unwrap();
+    net.save(&path).unwrap();
+    assert_eq!(file_names(&dir), ["net.safetensors"], "a successful save leaves only the target");
+
+    // Renaming a file over a directory fails, after the temporary file is written.
+    let occupied = dir.join("occupied.safetensors");
+    fs::create_dir(&occupied).unwrap();
+    let err = net.save(&occupied).expect_err("saving over a directory must fail");
+    assert!(matches!(err, ModelError::Io { .. }), "{err:?}");
+    assert!(err.to_string().contains("occupied.safetensors"), "{err}");
+    assert_eq!(file_names(&dir), ["net.safetensors", "occupied.safetensors"], "the temporary file must be removed");
+    assert!(occupied.is_dir());
+
+    let err = net.save(dir.join("no-such-dir").join("net.safetensors")).expect_err("a missing directory must fail");
+    assert!(err.to_string().contains("no-such-dir"), "{err}");
+    assert_eq!(file_names(&dir), ["net.safetensors", "occupied.safetensors"]);
+
+    GoogLeNet::<f32>::load(&path).expect("the last good save still loads");
+    fs::remove_dir_all(&dir).unwrap();
+}
