@@ -1,99 +1,168 @@
-//! End to end: GoogLeNet learns real Fashion-MNIST images with incept's own
-//! kernels, autograd and optimiser.
+//! End to end: GoogLeNet learns real Fashion-MNIST images through
+//! `incept::train`, reproducibly, and a checkpointed run resumes step for step.
 
 use std::path::Path;
 
-use incept::autograd::{OneCycleLr, Sgd, SgdConfig, Tape, Var};
-use incept::models::data::fashion_mnist;
-use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Module, Variant};
+use incept::models::data::{Dataset, fashion_mnist};
+use incept::models::{GoogLeNetConfig, Module, Variant};
+use incept::train::{TrainConfig, TrainError, Trainer};
 
-fn accuracy(logits: &Var, labels: &[usize]) -> f64 {
-    let classes = logits.dims()[1];
-    let correct = logits
-        .value()
-        .data()
-        .chunks_exact(classes)
-        .zip(labels)
-        .filter(|(row, label)| {
-            row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i) == Some(**label)
-        })
-        .count();
-    correct as f64 / labels.len() as f64
+fn subset(train_images: usize, test_images: usize) -> (Dataset, Dataset) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist");
+    let (train, test) = fashion_mnist(&dir).unwrap();
+    (train.take(train_images), test.take(test_images))
+}
+
+fn config(seed: u64, epochs: usize, batch_size: usize) -> TrainConfig {
+    TrainConfig {
+        model: GoogLeNetConfig { width: 0.125, seed, ..GoogLeNetConfig::small(Variant::Torchvision, 1, 10) },
+        epochs,
+        batch_size,
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        seed,
+        crop_padding: 0,
+        horizontal_flip: false,
+        max_batches: None,
+    }
+}
+
+/// Trains every remaining epoch and returns the loss of each step.
+fn train_to_end(trainer: &mut Trainer, train: &Dataset, test: &Dataset) -> Vec<f32> {
+    let mut losses = Vec::new();
+    while !trainer.is_finished() {
+        trainer.train_epoch(train, test, |step| losses.push(step.loss)).unwrap();
+    }
+    losses
+}
+
+fn weights(trainer: &Trainer) -> Vec<Vec<f32>> {
+    trainer.net().parameters().iter().map(|p| p.value().data().to_vec()).collect()
 }
 
 #[test]
 fn googlenet_learns_fashion_mnist_subset() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist");
-    let (train, test) = fashion_mnist(&dir).unwrap();
-    let (train, test) = (train.take(1024), test.take(500));
-    let net = GoogLeNet::new(GoogLeNetConfig {
-        width: 0.125,
-        seed: 1,
-        ..GoogLeNetConfig::small(Variant::Torchvision, 1, 10)
-    })
-    .unwrap();
-    let (epochs, batch_size) = (3, 64);
-    let schedule = OneCycleLr::new(0.1, epochs * train.len().div_ceil(batch_size)).unwrap();
-    let config = SgdConfig { lr: schedule.lr_at(0), momentum: 0.9, weight_decay: 5e-4, nesterov: true };
-    let mut sgd = Sgd::new(net.parameters(), config).unwrap();
-
-    let mut losses = Vec::new();
-    let mut step = 0;
-    for epoch in 0..epochs {
-        for (images, labels) in train.batches(batch_size, Some(epoch as u64)).unwrap() {
-            sgd.set_lr(schedule.lr_at(step)).unwrap();
-            sgd.zero_grad();
-            let tape = Tape::new();
-            let out = net.forward(&ForwardCtx::train(&tape, step as u64), &Var::constant(images)).unwrap();
-            let loss = out.loss(&tape, &labels).unwrap();
-            losses.push(loss.value().item().unwrap());
-            drop(out);
-            tape.backward(&loss).unwrap();
-            sgd.step();
-            step += 1;
-        }
-    }
+    let (train, test) = subset(1024, 500);
+    let mut trainer = Trainer::new(config(1, 3, 64), train.len()).unwrap();
+    let losses = train_to_end(&mut trainer, &train, &test);
     let first: f32 = losses[..4].iter().sum::<f32>() / 4.0;
     let last: f32 = losses[losses.len() - 4..].iter().sum::<f32>() / 4.0;
     assert!(last < 0.6 * first, "training loss went from {first} to {last}");
-
-    let tape = Tape::inference();
-    let (images, labels) = test.batches(test.len(), None).unwrap().next().unwrap();
-    let out = net.forward(&ForwardCtx::eval(&tape), &Var::constant(images)).unwrap();
-    let acc = accuracy(&out.logits, &labels);
-    println!("loss {first:.3} -> {last:.3}, test accuracy {acc:.3}");
+    let accuracy = trainer.history().last().unwrap().test_accuracy;
+    println!("loss {first:.3} -> {last:.3}, test accuracy {accuracy:.3}");
     // Chance is 10%; 48 steps on 1,024 images reach well above half.
-    assert!(acc > 0.5, "test accuracy {acc} after {step} steps");
+    assert!(accuracy > 0.5, "test accuracy {accuracy} after {} steps", trainer.step());
+    assert_eq!(trainer.history().len(), 3);
 }
 
 #[test]
-fn training_is_reproducible_with_the_same_seed() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist");
-    let (train, _) = fashion_mnist(&dir).unwrap();
-    let train = train.take(256);
+fn same_seed_gives_same_first_20_losses() {
+    let (train, test) = subset(640, 64);
     let run = || {
-        let net = GoogLeNet::new(GoogLeNetConfig {
-            width: 0.125,
-            seed: 5,
-            ..GoogLeNetConfig::small(Variant::Torchvision, 1, 10)
-        })
-        .unwrap();
-        let config = SgdConfig { lr: 0.05, momentum: 0.9, weight_decay: 5e-4, nesterov: true };
-        let mut sgd = Sgd::new(net.parameters(), config).unwrap();
-        for (step, (images, labels)) in train.batches(64, Some(9)).unwrap().enumerate() {
-            sgd.zero_grad();
-            let tape = Tape::new();
-            let out = net.forward(&ForwardCtx::train(&tape, step as u64), &Var::constant(images)).unwrap();
-            let loss = out.loss(&tape, &labels).unwrap();
-            drop(out);
-            tape.backward(&loss).unwrap();
-            sgd.step();
-        }
-        net.parameters().iter().map(|p| (*p.value()).clone()).collect::<Vec<_>>()
+        let mut config = config(5, 1, 32);
+        config.crop_padding = 2;
+        config.horizontal_flip = true;
+        let mut trainer = Trainer::new(config, train.len()).unwrap();
+        train_to_end(&mut trainer, &train, &test)
     };
     let first = run();
     let second = run();
-    for (a, b) in first.iter().zip(&second) {
-        assert_eq!(a, b, "two runs with the same seeds must give bit-identical weights");
+    assert_eq!(first.len(), 20);
+    assert_eq!(first, second, "the same seed and thread count must give identical losses");
+}
+
+#[test]
+fn resumed_run_matches_uninterrupted_run() {
+    let (train, test) = subset(256, 64);
+    let config = TrainConfig { max_batches: Some(4), ..config(7, 3, 32) };
+
+    let mut uninterrupted = Trainer::new(config, train.len()).unwrap();
+    let all_losses = train_to_end(&mut uninterrupted, &train, &test);
+
+    let dir = tempdir();
+    let checkpoint = dir.join("checkpoint.safetensors");
+    let mut first_part = Trainer::new(config, train.len()).unwrap();
+    let mut losses = Vec::new();
+    first_part.train_epoch(&train, &test, |step| losses.push(step.loss)).unwrap();
+    first_part.save_checkpoint(&checkpoint).unwrap();
+    drop(first_part);
+
+    let mut resumed = Trainer::resume(&checkpoint).unwrap();
+    assert_eq!(resumed.epochs_done(), 1);
+    assert_eq!(resumed.step(), 4);
+    losses.extend(train_to_end(&mut resumed, &train, &test));
+
+    assert_eq!(losses, all_losses, "a resumed run must take the same steps");
+    assert_eq!(weights(&resumed), weights(&uninterrupted));
+    // Everything but the wall times, which differ between runs.
+    let metrics = |t: &Trainer| {
+        t.history()
+            .iter()
+            .map(|r| (r.epoch, r.train_loss, r.train_accuracy, r.test_loss, r.test_accuracy, r.last_lr))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(metrics(&resumed), metrics(&uninterrupted));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn divergence_names_the_step_and_keeps_checkpoint() {
+    let (train, test) = subset(128, 32);
+    let dir = tempdir();
+    let checkpoint = dir.join("checkpoint.safetensors");
+    let mut good = Trainer::new(config(3, 1, 32), train.len()).unwrap();
+    train_to_end(&mut good, &train, &test);
+    good.save_checkpoint(&checkpoint).unwrap();
+    let saved = std::fs::read(&checkpoint).unwrap();
+
+    let diverging = TrainConfig { lr: 1e30, ..config(3, 1, 32) };
+    let mut trainer = Trainer::new(diverging, train.len()).unwrap();
+    let err = trainer.train_epoch(&train, &test, |_| {}).unwrap_err();
+    assert!(matches!(err, TrainError::Diverged { .. }), "{err}");
+    assert!(err.to_string().contains("at step"), "{err}");
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), saved);
+    assert!(Trainer::resume(&checkpoint).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn resume_rejects_a_weights_file() {
+    let (train, test) = subset(64, 32);
+    let dir = tempdir();
+    let mut trainer = Trainer::new(TrainConfig { max_batches: Some(1), ..config(2, 1, 32) }, train.len()).unwrap();
+    train_to_end(&mut trainer, &train, &test);
+    let weights_file = dir.join("model.safetensors");
+    trainer.net().save(&weights_file).unwrap();
+    let err = Trainer::resume(&weights_file).err().expect("a weights file has no training state");
+    assert!(err.to_string().contains("not a training checkpoint"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn rejects_bad_options() {
+    for bad in [
+        TrainConfig { epochs: 0, ..config(0, 1, 32) },
+        TrainConfig { batch_size: 0, ..config(0, 1, 32) },
+        TrainConfig { lr: f64::NAN, ..config(0, 1, 32) },
+        TrainConfig { weight_decay: -1.0, ..config(0, 1, 32) },
+        TrainConfig { max_batches: Some(0), ..config(0, 1, 32) },
+    ] {
+        let err = Trainer::new(bad, 100).err().expect("invalid option");
+        assert!(matches!(err, TrainError::Config(_)), "{err}");
     }
+    assert!(Trainer::new(config(0, 1, 32), 0).is_err());
+}
+
+/// A fresh directory under the system temp dir, unique per test.
+fn tempdir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "incept-training-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

@@ -115,14 +115,9 @@ where
         let style = series.color.stroke_width(2);
         let points = drawable(series, panel.log_y);
         let color = series.color;
-        let legend_entry = move |(x, y): (i32, i32)| {
-            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-        };
+        let legend_entry = move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2));
         if series.dashed {
-            chart
-                .draw_series(DashedLineSeries::new(points, 8, 5, style))?
-                .label(&series.label)
-                .legend(legend_entry);
+            chart.draw_series(DashedLineSeries::new(points, 8, 5, style))?.label(&series.label).legend(legend_entry);
         } else {
             chart.draw_series(LineSeries::new(points, style))?.label(&series.label).legend(legend_entry);
         }

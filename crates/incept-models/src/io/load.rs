@@ -280,6 +280,17 @@ fn decode<T: Float>(path: &Path, name: &str, info: &TensorInfo, data: &[u8]) -> 
     Ok(Tensor::from_vec(values, info.shape.clone())?)
 }
 
+/// Reads the `__metadata__` strings of a safetensors file without loading
+/// its tensors, for example to find the config a checkpoint was saved with
+/// before building the model that loads it.
+///
+/// # Errors
+/// [`ModelError::Io`] if the file cannot be read, [`ModelError::Format`] if
+/// the length prefix or the JSON header is invalid.
+pub fn read_safetensors_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+    Ok(read_header(path)?.metadata)
+}
+
 /// The JSON header of a safetensors file, read without its tensor data.
 pub(super) struct Header {
     /// Size of the whole file in bytes.

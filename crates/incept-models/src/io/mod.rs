@@ -33,7 +33,7 @@ use incept_tensor::{Float, Tensor};
 use safetensors::Dtype;
 
 pub use googlenet::CONFIG_METADATA_KEY;
-pub use load::{MAX_HEADER_BYTES, load_safetensors};
+pub use load::{MAX_HEADER_BYTES, load_safetensors, read_safetensors_metadata};
 pub use save::{save_safetensors, write_safetensors};
 
 use crate::{Buffer, BufferKind, ModelError, Module, Result};
