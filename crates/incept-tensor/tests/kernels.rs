@@ -770,3 +770,20 @@ fn zero_size_batch_is_empty_or_an_error() {
     assert_eq!(log_softmax(&rows).unwrap().dims(), &[0, 5]);
     assert!(cross_entropy(&rows, &[]).is_err(), "the mean over an empty batch is undefined");
 }
+
+#[test]
+fn max_pool2d_stride_one_mixed_infinities_match_reference() {
+    // The left columns are -inf, so some 3x3 windows hold only -inf inputs
+    // and the others have a finite winner; both must match the reference.
+    let params = Pool2dParams::new(3, 1, 1, true);
+    let mut x = randn(&[2, 3, 6, 7], 404);
+    for (i, v) in x.data_mut().iter_mut().enumerate() {
+        if i % 7 < 3 {
+            *v = f64::NEG_INFINITY;
+        }
+    }
+    let (expected, expected_idx) = reference::max_pool2d(&x, params);
+    let out = max_pool2d_with_indices(&x, params).unwrap();
+    assert_eq!(out.indices, expected_idx);
+    assert_eq!(out.output.data(), expected.data());
+}

@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use self::stride1::{Stride1Scratch, max_plane_stride1};
+use self::stride1::{Stride1Scratch, max_plane_stride1, max_plane_stride1_with_indices};
 use crate::window::valid_outputs;
 use crate::{Float, Result, Tensor, TensorError};
 
@@ -247,7 +247,10 @@ fn winners_by_value<T: Float>(plane: &[T], best: &[T], indices: &mut [u32], size
             let x0 = (ox * s).saturating_sub(p);
             let x1 = (ox * s + k - p).min(w_in);
             let target = best[oy * w_out + ox];
-            let hit = (y0..y1).flat_map(|iy| (x0..x1).map(move |ix| iy * w_in + ix)).find(|&i| plane[i] == target);
+            let hit = (y0..y1).find_map(|iy| {
+                let row = &plane[iy * w_in + x0..iy * w_in + x1];
+                row.iter().position(|&v| v == target).map(|ix| iy * w_in + x0 + ix)
+            });
             indices[oy * w_out + ox] = hit.expect("a window maximum is one of the window's elements") as u32;
         }
     }
@@ -301,14 +304,17 @@ pub fn max_pool2d_with_indices<T: Float>(x: &Tensor<T>, params: Pool2dParams) ->
                 }
                 return;
             }
-            // Values first with the vectorised loops, then each window's
-            // first element equal to its maximum.
+            // Stride 1 tracks winners while it takes the maxima. Otherwise,
+            // and for windows of only -inf, values come first and then each
+            // window's first element equal to its maximum.
             if params.stride == (1, 1) {
-                max_plane_stride1(plane, y, sizes, &params, scratch);
+                if !max_plane_stride1_with_indices(plane, y, indices, sizes, &params, scratch) {
+                    winners_by_value(plane, y, indices, sizes, &params);
+                }
             } else {
                 max_plane(plane, y, sizes, &params, &tap_columns);
+                winners_by_value(plane, y, indices, sizes, &params);
             }
-            winners_by_value(plane, y, indices, sizes, &params);
         });
     Ok(MaxPoolOutput { output, indices })
 }

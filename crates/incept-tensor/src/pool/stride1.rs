@@ -15,11 +15,13 @@ use crate::Float;
 pub(crate) struct Stride1Scratch<T> {
     padded: Vec<T>,
     best: Vec<T>,
+    /// Padded-plane position of each output's current winner.
+    winner: Vec<u32>,
 }
 
 impl<T> Default for Stride1Scratch<T> {
     fn default() -> Self {
-        Stride1Scratch { padded: Vec::new(), best: Vec::new() }
+        Stride1Scratch { padded: Vec::new(), best: Vec::new(), winner: Vec::new() }
     }
 }
 
@@ -74,4 +76,72 @@ pub(crate) fn max_plane_stride1<T: Float>(
     for (out_row, best_row) in y.chunks_exact_mut(sizes.w_out).zip(best.chunks(geometry.w_pad)) {
         out_row.copy_from_slice(&best_row[..sizes.w_out]);
     }
+}
+
+/// Marks an output whose window has no element above -inf yet.
+const NO_WINNER: u32 = u32::MAX;
+
+/// Max-pools one NaN-free plane with stride 1 and records, for each output,
+/// the input-plane index of the first maximum in row-major window order
+/// (PyTorch's tie rule), in the same pass over the taps.
+///
+/// Returns false, leaving `indices` partly written, if some window holds
+/// only -inf inputs: no tap beats the -inf seed there, so the caller must
+/// find those winners another way.
+pub(crate) fn max_plane_stride1_with_indices<T: Float>(
+    plane: &[T],
+    y: &mut [T],
+    indices: &mut [u32],
+    sizes: PlaneSizes,
+    params: &Pool2dParams,
+    scratch: &mut Stride1Scratch<T>,
+) -> bool {
+    debug_assert_eq!(params.stride, (1, 1));
+    let geometry = pad(plane, sizes, params, scratch);
+    let Stride1Scratch { padded, best, winner } = scratch;
+    best.clear();
+    best.resize(geometry.extent, T::neg_infinity());
+    winner.clear();
+    winner.resize(geometry.extent, NO_WINNER);
+    // Taps run in row-major window order and only a strictly larger value
+    // replaces the winner, so the first of tied maxima wins. Padding is
+    // -inf and never wins. `winner` keeps the tap number, not a position,
+    // so converting it to an input index needs no division.
+    let mut tap = 0u32;
+    for i in 0..params.kernel.0 {
+        for j in 0..params.kernel.1 {
+            let offset = i * geometry.w_pad + j;
+            let taps = &padded[offset..offset + geometry.extent];
+            for ((b, w), &v) in best.iter_mut().zip(winner.iter_mut()).zip(taps) {
+                // A mask select instead of a branch, which random data
+                // would mispredict half the time; this form vectorises.
+                let mask = 0u32.wrapping_sub(u32::from(v > *b));
+                *w = (*w & !mask) | (tap & mask);
+                *b = if v > *b { v } else { *b };
+            }
+            tap += 1;
+        }
+    }
+    // Tap (i, j) of output (oy, ox) reads input (oy + i - p_h, ox + j - p_w).
+    let (p_h, p_w) = (params.padding.0 as isize, params.padding.1 as isize);
+    let w_in = sizes.w_in as isize;
+    let k_w = params.kernel.1;
+    let tap_delta: Vec<isize> =
+        (0..params.kernel.0 * k_w).map(|t| (t / k_w) as isize * w_in + (t % k_w) as isize).collect();
+    let mut complete = true;
+    for oy in 0..sizes.h_out {
+        let row = oy * geometry.w_pad;
+        let base = (oy as isize - p_h) * w_in - p_w;
+        for ox in 0..sizes.w_out {
+            let (q, out) = (row + ox, oy * sizes.w_out + ox);
+            y[out] = best[q];
+            let tap = winner[q];
+            if tap == NO_WINNER {
+                complete = false;
+                continue;
+            }
+            indices[out] = (base + ox as isize + tap_delta[tap as usize]) as u32;
+        }
+    }
+    complete
 }
