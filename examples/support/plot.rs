@@ -90,7 +90,13 @@ fn draw_panel<DB: DrawingBackend>(
     builder.caption(&panel.title, ("sans-serif", 20)).margin(12).x_label_area_size(40).y_label_area_size(70);
     if panel.log_y {
         let mut chart = builder.build_cartesian_2d(x_min..x_max, (y_min * 0.8..y_max * 1.25).log_scale())?;
-        chart.configure_mesh().x_desc(&panel.x_label).y_desc(&panel.y_label).label_style(("sans-serif", 13)).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc(&panel.x_label)
+            .y_desc(&panel.y_label)
+            .y_label_formatter(&|v| format!("{v:.1e}"))
+            .label_style(("sans-serif", 13))
+            .draw()?;
         draw_series(&mut chart, panel)?;
         legend(&mut chart)?;
     } else {
