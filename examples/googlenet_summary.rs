@@ -31,8 +31,8 @@ struct Args {
     #[arg(long)]
     csv: bool,
     /// Input image side in pixels.
-    #[arg(long, default_value_t = 224)]
-    input_size: usize,
+    #[arg(long, default_value_t = 224, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    input_size: u32,
 }
 
 /// One row of Table 1 as published: params in thousands (K = 1024) and
@@ -185,6 +185,9 @@ fn print_table(summary: &CostSummary, variant: Variant, compare: bool) {
         summary.total_macs(),
         summary.total_macs() as f64 / 1e9
     );
+    if let Some(note) = &summary.aux_note {
+        println!("\nauxiliary classifiers: not listed at this input size: {note}");
+    }
     if !summary.aux_rows.is_empty() {
         println!("\nauxiliary classifiers (training only, removed at inference):");
         print_rows(&summary.aux_rows, variant, &mut notes, false);
@@ -225,7 +228,8 @@ fn main() -> ExitCode {
         VariantArg::Paper => (GoogLeNetConfig::paper(), Variant::Paper),
         VariantArg::Torchvision => (GoogLeNetConfig::torchvision(), Variant::Torchvision),
     };
-    let result = GoogLeNet::<f32>::new(config).and_then(|net| net.cost_summary(args.input_size, args.input_size));
+    let side = args.input_size as usize;
+    let result = GoogLeNet::<f32>::new(config).and_then(|net| net.cost_summary(side, side));
     let summary = match result {
         Ok(summary) => summary,
         Err(err) => {

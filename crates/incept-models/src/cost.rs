@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 
 use incept_tensor::Float;
 
-use crate::Result;
 use crate::googlenet::{AuxPool, GoogLeNet, INCEPTION_CONFIGS, InceptionAux};
 use crate::layers::BasicConv2d;
 use crate::module::{Layer, Module};
+use crate::{ModelError, Result};
 
 /// Weights of a convolution from `c_in` to `c_out` channels with a
 /// `k_h` x `k_w` kernel (no bias).
@@ -105,6 +105,9 @@ pub struct CostSummary {
     pub rows: Vec<CostRow>,
     /// Rows of the auxiliary classifiers, which run only in training.
     pub aux_rows: Vec<CostRow>,
+    /// Why the auxiliary rows are missing although the model has the heads:
+    /// for example the paper's 5x5/3 pool does not fit the input size.
+    pub aux_note: Option<String>,
 }
 
 impl CostSummary {
@@ -162,6 +165,14 @@ impl CostSummary {
     }
 }
 
+/// Prefixes an error with the layer it came from.
+fn in_layer(layer: &str, error: ModelError) -> ModelError {
+    match error {
+        ModelError::Config(message) => ModelError::Config(format!("{layer}: {message}")),
+        other => ModelError::Config(format!("{layer}: {other}")),
+    }
+}
+
 /// Appends one row per layer with the layer's own parameters and cost.
 struct RowBuilder {
     rows: Vec<CostRow>,
@@ -170,7 +181,7 @@ struct RowBuilder {
 
 impl RowBuilder {
     fn conv<T: Float>(&mut self, layer: &str, block: &BasicConv2d<T>) -> Result<()> {
-        let out = block.output_dims(&self.dims)?;
+        let out = block.output_dims(&self.dims).map_err(|e| in_layer(layer, e))?;
         let k = block.conv.kernel();
         let mut row = CostRow::new(layer, "convolution", &out);
         row.patch_stride = Some(format!("{k}x{k}/{}", block.conv.params.stride.0));
@@ -189,7 +200,7 @@ impl RowBuilder {
         patch: Option<String>,
         op: &dyn Layer<T>,
     ) -> Result<()> {
-        let out = op.output_dims(&self.dims)?;
+        let out = op.output_dims(&self.dims).map_err(|e| in_layer(layer, e))?;
         let mut row = CostRow::new(layer, kind, &out);
         row.patch_stride = patch;
         self.rows.push(row);
@@ -198,7 +209,7 @@ impl RowBuilder {
     }
 
     fn linear<T: Float>(&mut self, layer: &str, fc: &crate::layers::Linear<T>) -> Result<()> {
-        let out = fc.output_dims(&self.dims)?;
+        let out = fc.output_dims(&self.dims).map_err(|e| in_layer(layer, e))?;
         let mut row = CostRow::new(layer, "linear", &out);
         row.depth = 1;
         row.params = fc.num_parameters() as u64;
@@ -237,8 +248,8 @@ impl<T: Float> GoogLeNet<T> {
         }
 
         // The paper prints conv2 (the 1x1 reduction) and conv3 as one row of depth 2.
-        let out2 = self.conv2.output_dims(&b.dims)?;
-        let out3 = self.conv3.output_dims(&out2)?;
+        let out2 = self.conv2.output_dims(&b.dims).map_err(|e| in_layer("conv2", e))?;
+        let out3 = self.conv3.output_dims(&out2).map_err(|e| in_layer("conv3", e))?;
         let mut row = CostRow::new("conv2+conv3", "convolution", &out3);
         let k = self.conv3.conv.kernel();
         row.patch_stride = Some(format!("{k}x{k}/{}", self.conv3.conv.params.stride.0));
@@ -265,8 +276,8 @@ impl<T: Float> GoogLeNet<T> {
             if let Some((name, pool)) = stage_pool {
                 b.no_weights::<T>(name, "max pool", patch(pool.params.kernel, pool.params.stride), pool)?;
             }
-            let out = module.output_dims(&b.dims)?;
             let name = INCEPTION_CONFIGS[i].0;
+            let out = module.output_dims(&b.dims).map_err(|e| in_layer(name, e))?;
             let mut row = CostRow::new(name, "inception", &out);
             let c = module.config();
             let column = |v: usize| (v > 0).then_some(v);
@@ -297,12 +308,25 @@ impl<T: Float> GoogLeNet<T> {
         b.rows.push(CostRow::new("softmax", "softmax", &classes));
         let rows = b.rows;
 
+        // The heads run only in training, so a head that does not fit this
+        // input size leaves the main table intact and explains itself.
         let mut aux_rows = Vec::new();
+        let mut aux_note = None;
         for (name, head, dims) in [("aux1", &self.aux1, aux_inputs.first()), ("aux2", &self.aux2, aux_inputs.get(1))] {
             let (Some(head), Some(dims)) = (head, dims) else { continue };
-            aux_rows.extend(aux_head_rows(name, head, dims)?);
+            match aux_head_rows(name, head, dims) {
+                Ok(head_rows) => aux_rows.extend(head_rows),
+                Err(err) => {
+                    aux_rows.clear();
+                    aux_note = Some(match err {
+                        ModelError::Config(message) => message,
+                        other => other.to_string(),
+                    });
+                    break;
+                }
+            }
         }
-        Ok(CostSummary { input: [h, w, self.config.in_channels], rows, aux_rows })
+        Ok(CostSummary { input: [h, w, self.config.in_channels], rows, aux_rows, aux_note })
     }
 }
 

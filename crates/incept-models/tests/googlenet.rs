@@ -271,10 +271,16 @@ fn rejects_bad_config_and_input() {
     let eval = ForwardCtx::eval(&tape);
     let err = net.forward(&eval, &Var::constant(Tensor::zeros([1, 3, 28, 28]))).err().unwrap();
     assert!(err.to_string().contains("[N, 1, H, W]"), "{err}");
-    // 8 -> 4 (maxpool2) -> 2 (maxpool3) -> 1 (maxpool4, 2x2/2); a 7x7 image reaches maxpool4 at 1x1.
-    let err = net.forward(&eval, &Var::constant(Tensor::zeros([1, 1, 7, 7]))).err().unwrap();
-    assert!(err.to_string().contains("needs images of at least 8x8 without auxiliary heads, got 7x7"), "{err}");
-    assert!(net.forward(&eval, &Var::constant(Tensor::zeros([1, 1, 8, 8]))).is_ok());
+    // 4 -> 2 (maxpool2) -> 1 (maxpool3) -> 1 (maxpool4, 2x2/2 in ceil mode,
+    // clipped as PyTorch clips it); a 3x3 image leaves maxpool2 at 1x1, where
+    // maxpool3's 3x3/2 window cannot start.
+    let err = net.forward(&eval, &Var::constant(Tensor::zeros([1, 1, 3, 3]))).err().unwrap();
+    assert!(err.to_string().contains("needs images of at least 4x4 without auxiliary heads, got 3x3"), "{err}");
+    assert!(net.forward(&eval, &Var::constant(Tensor::zeros([1, 1, 4, 4]))).is_ok());
+    // The auxiliary heads pool adaptively, so training needs no larger image.
+    let train_tape = Tape::new();
+    let x = Var::constant(Tensor::randn([2, 1, 4, 4], 0.0, 1.0, 3));
+    assert!(net.forward(&ForwardCtx::train(&train_tape, 0), &x).unwrap().aux.is_some());
 
     let paper = GoogLeNet::<f32>::new(GoogLeNetConfig { width: 0.125, ..GoogLeNetConfig::paper() }).unwrap();
     let train_tape = Tape::new();

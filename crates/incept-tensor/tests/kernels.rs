@@ -439,6 +439,10 @@ fn adaptive_avg_pool2d_matches_reference() {
         ([1, 4, 4, 4], (1, 1)),
         ([2, 1, 3, 3], (3, 3)),
         ([1, 1, 10, 3], (4, 1)),
+        // Outputs larger than the input, as PyTorch allows: 3x3 to 4x4 (the
+        // auxiliary heads on a small map) and 1x2 to 3x5.
+        ([2, 2, 3, 3], (4, 4)),
+        ([1, 1, 1, 2], (3, 5)),
     ];
     for (i, (dims, (oh, ow))) in cases.into_iter().enumerate() {
         let x = randn(&dims, 100 + i as u64);
@@ -451,7 +455,34 @@ fn adaptive_avg_pool2d_matches_reference() {
         let rhs: f64 = x.data().iter().zip(dx.data()).map(|(a, b)| a * b).sum();
         assert!((lhs - rhs).abs() < 1e-10, "{dims:?}: {lhs} vs {rhs}");
     }
-    assert!(adaptive_avg_pool2d(&Tensor::<f32>::zeros([1, 1, 2, 2]), 3, 3).is_err());
+    assert!(adaptive_avg_pool2d(&Tensor::<f32>::zeros([1, 1, 2, 2]), 0, 3).is_err());
+    assert!(adaptive_avg_pool2d(&Tensor::<f32>::zeros([1, 1, 0, 2]), 1, 1).is_err());
+}
+
+#[test]
+fn ceil_mode_windows_larger_than_input_match_pytorch() {
+    // Output sizes PyTorch 2.5 gives for these cases; the window is clipped to the input.
+    let cases = [
+        ((1, 1), Pool2dParams::new(2, 2, 0, true), (1, 1)),
+        ((2, 2), Pool2dParams::new(3, 2, 0, true), (1, 1)),
+        ((3, 3), Pool2dParams::new(5, 3, 0, true), (1, 1)),
+        ((7, 7), Pool2dParams::new(2, 2, 0, true), (4, 4)),
+        ((14, 14), Pool2dParams::new(3, 2, 0, true), (7, 7)),
+    ];
+    for ((h, w), params, expected) in cases {
+        assert_eq!((params.h_out(h), params.w_out(w)), (Some(expected.0), Some(expected.1)), "{h}x{w} {params:?}");
+        let x = randn(&[1, 2, h, w], 17);
+        let (values, indices) = reference::max_pool2d(&x, params);
+        let out = max_pool2d_with_indices(&x, params).unwrap();
+        assert_eq!(out.output.data(), values.data(), "{h}x{w} {params:?}");
+        assert_eq!(out.indices, indices);
+        let avg = avg_pool2d(&x, params, true).unwrap();
+        assert_close(&avg, &reference::avg_pool2d(&x, params, true), 1e-12, 1e-12, "avg");
+    }
+    // Without ceil mode, or with a window that cannot start inside, there is no output.
+    assert_eq!(Pool2dParams::new(3, 2, 0, false).h_out(2), None);
+    assert_eq!(Pool2dParams::new(3, 2, 0, true).h_out(1), None);
+    assert!(max_pool2d(&randn(&[1, 1, 1, 1], 1), Pool2dParams::new(3, 2, 0, true)).is_err());
 }
 
 #[test]

@@ -74,18 +74,22 @@ impl Pool2dParams {
 
 /// PyTorch's pooling output size: `(size + 2p - k) / s + 1` rounded down,
 /// or up with `ceil_mode`, where a last window that would start in the right
-/// padding is dropped.
+/// padding is dropped. As in PyTorch, ceil mode allows a window larger than
+/// the padded input (2x2/2 on a 1x1 input gives one output, whose window is
+/// clipped to the input); `None` where PyTorch reports an output of size 0.
 fn pool_out_size(size: usize, kernel: usize, stride: usize, padding: usize, ceil_mode: bool) -> Option<usize> {
-    let padded = padding.checked_mul(2)?.checked_add(size)?;
-    if padded < kernel || stride == 0 {
+    if stride == 0 || kernel == 0 {
         return None;
     }
-    let span = padded - kernel;
-    let mut out = if ceil_mode { span.div_ceil(stride) } else { span / stride } + 1;
-    if ceil_mode && (out - 1).checked_mul(stride).is_none_or(|start| start >= size + padding) {
+    // i128 holds every usize sum below, and floor division matches
+    // PyTorch's div_rtn for a negative numerator.
+    let (size, kernel, stride, padding) = (size as i128, kernel as i128, stride as i128, padding as i128);
+    let numerator = size + 2 * padding - kernel + if ceil_mode { stride - 1 } else { 0 };
+    let mut out = numerator.div_euclid(stride) + 1;
+    if ceil_mode && out >= 1 && (out - 1) * stride >= size + padding {
         out -= 1;
     }
-    Some(out)
+    if out < 1 { None } else { usize::try_from(out).ok() }
 }
 
 fn expect_nchw<T: Float>(op: &'static str, x: &Tensor<T>) -> Result<[usize; 4]> {
@@ -406,10 +410,12 @@ pub fn adaptive_avg_pool2d<T: Float>(x: &Tensor<T>, out_h: usize, out_w: usize) 
 }
 
 fn check_adaptive(op: &'static str, h_in: usize, w_in: usize, out_h: usize, out_w: usize) -> Result<()> {
-    if out_h == 0 || out_w == 0 || out_h > h_in || out_w > w_in {
+    // An output larger than the input is allowed, as in PyTorch: every
+    // window still covers at least one input element.
+    if out_h == 0 || out_w == 0 || h_in == 0 || w_in == 0 {
         return Err(TensorError::invalid(
             op,
-            format!("output size {out_h}x{out_w} must be at least 1x1 and at most the input size {h_in}x{w_in}"),
+            format!("output size {out_h}x{out_w} and input size {h_in}x{w_in} must both be at least 1x1"),
         ));
     }
     Ok(())
