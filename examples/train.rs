@@ -184,7 +184,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 return Err("--max-batches 0 would train on nothing; pass at least 1 or leave it out".into());
             }
             (train, test) = cut(train, test, args.max_batches, args.batch_size.max(1));
-            Trainer::new(train_config(args, &train), train.len())?
+            Trainer::new(train_config(args, &train), &train)?
         }
     };
     let config = *trainer.config();

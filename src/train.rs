@@ -35,8 +35,8 @@ pub enum TrainError {
     Tensor(#[from] incept_tensor::TensorError),
     /// The loss or the network output stopped being a finite number.
     #[error(
-        "the training loss became {value} at step {step} (epoch {epoch}): training diverged; the last \
-         checkpoint was left as it was; try a smaller learning rate or weight decay"
+        "the training loss became {value} at step {step} (epoch {epoch}): training diverged; checkpoints of \
+         earlier epochs were left as they were; try a smaller learning rate or weight decay"
     )]
     Diverged {
         /// Global optimiser step, counted from 0.
@@ -226,6 +226,22 @@ fn dropout_seed(seed: u64, step: usize) -> u64 {
     seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((step as u64) << 16)
 }
 
+/// A 64-bit FNV-1a hash of a data set's shape, labels and every 97th
+/// pixel, so a resumed run notices a different training set of the same size.
+pub fn data_fingerprint(data: &Dataset) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |value: u64| {
+        for byte in value.to_le_bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    data.images().dims().iter().for_each(|&d| feed(d as u64));
+    feed(data.num_classes() as u64);
+    data.labels().iter().for_each(|&label| feed(label as u64));
+    data.images().data().iter().step_by(97).for_each(|v| feed(u64::from(v.to_bits())));
+    hash
+}
+
 /// Metadata key of the training state in a checkpoint.
 pub const TRAIN_STATE_KEY: &str = "incept.train_state";
 
@@ -238,6 +254,7 @@ const MOMENTUM_PREFIX: &str = "optimizer.momentum_buffer.";
 struct TrainState {
     config: TrainConfig,
     train_len: usize,
+    data_fingerprint: u64,
     epochs_done: usize,
     step: usize,
     history: Vec<EpochRecord>,
@@ -269,24 +286,31 @@ pub struct Trainer {
     sgd: Sgd,
     schedule: OneCycleLr,
     train_len: usize,
+    data_fingerprint: u64,
     epochs_done: usize,
     step: usize,
     history: Vec<EpochRecord>,
 }
 
 impl Trainer {
-    /// Starts a run on a training set of `train_len` images.
+    /// Starts a run on `train`.
     ///
     /// # Errors
     /// [`TrainError::Config`] if an option is out of range or the set is
     /// empty, and any error building the network.
-    pub fn new(config: TrainConfig, train_len: usize) -> Result<Self> {
+    pub fn new(config: TrainConfig, train: &Dataset) -> Result<Self> {
+        Self::with_data(config, train.len(), data_fingerprint(train))
+    }
+
+    fn with_data(config: TrainConfig, train_len: usize, fingerprint: u64) -> Result<Self> {
         config.validate()?;
         if train_len == 0 {
             return Err(TrainError::Config("the training set is empty".into()));
         }
+        let total_steps = config.steps_per_epoch(train_len).checked_mul(config.epochs).ok_or_else(|| {
+            TrainError::Config(format!("{} epochs of {} steps overflow the step counter", config.epochs, train_len))
+        })?;
         let net = GoogLeNet::new(config.model)?;
-        let total_steps = config.steps_per_epoch(train_len) * config.epochs;
         let schedule = OneCycleLr::new(config.lr, total_steps)?;
         let sgd_config = SgdConfig {
             lr: schedule.lr_at(0),
@@ -295,7 +319,17 @@ impl Trainer {
             nesterov: true,
         };
         let sgd = Sgd::new(net.parameters(), sgd_config)?;
-        Ok(Trainer { config, net, sgd, schedule, train_len, epochs_done: 0, step: 0, history: Vec::new() })
+        Ok(Trainer {
+            config,
+            net,
+            sgd,
+            schedule,
+            train_len,
+            data_fingerprint: fingerprint,
+            epochs_done: 0,
+            step: 0,
+            history: Vec::new(),
+        })
     }
 
     /// The options of the run.
@@ -366,11 +400,14 @@ impl Trainer {
         if self.is_finished() {
             return Err(TrainError::Config(format!("all {} epochs are done", self.config.epochs)));
         }
-        if train.len() != self.train_len {
+        if train.len() != self.train_len || data_fingerprint(train) != self.data_fingerprint {
             return Err(TrainError::Config(format!(
-                "the run was started on {} training images, got {}; resume with the same data",
+                "the run was started on a different training set ({} images, fingerprint {:016x}) than this \
+                 one ({} images, fingerprint {:016x}); resume with the same data set and options",
                 self.train_len,
-                train.len()
+                self.data_fingerprint,
+                train.len(),
+                data_fingerprint(train)
             )));
         }
         let epoch = self.epochs_done + 1;
@@ -445,6 +482,7 @@ impl Trainer {
         let state = TrainState {
             config: self.config,
             train_len: self.train_len,
+            data_fingerprint: self.data_fingerprint,
             epochs_done: self.epochs_done,
             step: self.step,
             history: self.history.clone(),
@@ -471,7 +509,7 @@ impl Trainer {
         })?;
         let state: TrainState =
             serde_json::from_str(json).map_err(|e| invalid(format!("the training state is invalid: {e}")))?;
-        let mut trainer = Trainer::new(state.config, state.train_len)?;
+        let mut trainer = Trainer::with_data(state.config, state.train_len, state.data_fingerprint)?;
         let momentum: Vec<Parameter<f32>> = trainer
             .net
             .parameters()

@@ -44,7 +44,7 @@ fn weights(trainer: &Trainer) -> Vec<Vec<f32>> {
 #[test]
 fn googlenet_learns_fashion_mnist_subset() {
     let (train, test) = subset(1024, 500);
-    let mut trainer = Trainer::new(config(1, 3, 64), train.len()).unwrap();
+    let mut trainer = Trainer::new(config(1, 3, 64), &train).unwrap();
     let losses = train_to_end(&mut trainer, &train, &test);
     let first: f32 = losses[..4].iter().sum::<f32>() / 4.0;
     let last: f32 = losses[losses.len() - 4..].iter().sum::<f32>() / 4.0;
@@ -63,7 +63,7 @@ fn same_seed_gives_same_first_20_losses() {
         let mut config = config(5, 1, 32);
         config.crop_padding = 2;
         config.horizontal_flip = true;
-        let mut trainer = Trainer::new(config, train.len()).unwrap();
+        let mut trainer = Trainer::new(config, &train).unwrap();
         train_to_end(&mut trainer, &train, &test)
     };
     let first = run();
@@ -77,12 +77,12 @@ fn resumed_run_matches_uninterrupted_run() {
     let (train, test) = subset(256, 64);
     let config = TrainConfig { max_batches: Some(4), ..config(7, 3, 32) };
 
-    let mut uninterrupted = Trainer::new(config, train.len()).unwrap();
+    let mut uninterrupted = Trainer::new(config, &train).unwrap();
     let all_losses = train_to_end(&mut uninterrupted, &train, &test);
 
     let dir = tempdir();
     let checkpoint = dir.join("checkpoint.safetensors");
-    let mut first_part = Trainer::new(config, train.len()).unwrap();
+    let mut first_part = Trainer::new(config, &train).unwrap();
     let mut losses = Vec::new();
     first_part.train_epoch(&train, &test, |step| losses.push(step.loss)).unwrap();
     first_part.save_checkpoint(&checkpoint).unwrap();
@@ -111,13 +111,13 @@ fn divergence_names_the_step_and_keeps_checkpoint() {
     let (train, test) = subset(128, 32);
     let dir = tempdir();
     let checkpoint = dir.join("checkpoint.safetensors");
-    let mut good = Trainer::new(config(3, 1, 32), train.len()).unwrap();
+    let mut good = Trainer::new(config(3, 1, 32), &train).unwrap();
     train_to_end(&mut good, &train, &test);
     good.save_checkpoint(&checkpoint).unwrap();
     let saved = std::fs::read(&checkpoint).unwrap();
 
     let diverging = TrainConfig { lr: 1e30, ..config(3, 1, 32) };
-    let mut trainer = Trainer::new(diverging, train.len()).unwrap();
+    let mut trainer = Trainer::new(diverging, &train).unwrap();
     let err = trainer.train_epoch(&train, &test, |_| {}).unwrap_err();
     assert!(matches!(err, TrainError::Diverged { .. }), "{err}");
     assert!(err.to_string().contains("at step"), "{err}");
@@ -130,7 +130,7 @@ fn divergence_names_the_step_and_keeps_checkpoint() {
 fn resume_rejects_a_weights_file() {
     let (train, test) = subset(64, 32);
     let dir = tempdir();
-    let mut trainer = Trainer::new(TrainConfig { max_batches: Some(1), ..config(2, 1, 32) }, train.len()).unwrap();
+    let mut trainer = Trainer::new(TrainConfig { max_batches: Some(1), ..config(2, 1, 32) }, &train).unwrap();
     train_to_end(&mut trainer, &train, &test);
     let weights_file = dir.join("model.safetensors");
     trainer.net().save(&weights_file).unwrap();
@@ -148,10 +148,39 @@ fn rejects_bad_options() {
         TrainConfig { weight_decay: -1.0, ..config(0, 1, 32) },
         TrainConfig { max_batches: Some(0), ..config(0, 1, 32) },
     ] {
-        let err = Trainer::new(bad, 100).err().expect("invalid option");
+        let err = Trainer::new(bad, &subset(100, 1).0).err().expect("invalid option");
         assert!(matches!(err, TrainError::Config(_)), "{err}");
     }
-    assert!(Trainer::new(config(0, 1, 32), 0).is_err());
+    assert!(Trainer::new(config(0, 1, 32), &subset(0, 1).0).is_err());
+    let huge = TrainConfig { epochs: usize::MAX / 2 + 2, ..config(0, 1, 32) };
+    let err = Trainer::new(huge, &subset(100, 1).0).err().expect("overflowing step count");
+    assert!(err.to_string().contains("overflow"), "{err}");
+}
+
+#[test]
+fn resume_rejects_other_training_data() {
+    let (train, test) = subset(128, 32);
+    let dir = tempdir();
+    let checkpoint = dir.join("checkpoint.safetensors");
+    let config = TrainConfig { max_batches: Some(1), ..config(4, 2, 32) };
+    let mut trainer = Trainer::new(config, &train).unwrap();
+    trainer.train_epoch(&train, &test, |_| {}).unwrap();
+    trainer.save_checkpoint(&checkpoint).unwrap();
+
+    // Same number of images, other images.
+    let dir_data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist");
+    let (all, _) = fashion_mnist(&dir_data).unwrap();
+    let other = Dataset::new(
+        incept::tensor::Tensor::from_vec(all.images().data()[784 * 128..784 * 256].to_vec(), [128, 1, 28, 28]).unwrap(),
+        all.labels()[128..256].to_vec(),
+        10,
+    )
+    .unwrap();
+    let mut resumed = Trainer::resume(&checkpoint).unwrap();
+    let err = resumed.train_epoch(&other, &test, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("different training set"), "{err}");
+    assert!(resumed.train_epoch(&train, &test, |_| {}).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A fresh directory under the system temp dir, unique per test.
