@@ -277,6 +277,24 @@ fn torchvision_export_without_aux_loads() {
 }
 
 #[test]
+fn init_spelling_round_trip() {
+    let dir = test_dir("init-spelling");
+    let config = small_config(Variant::Torchvision, 1);
+    let json = serde_json::to_string(&config).unwrap();
+    assert!(json.contains(r#""init":{"kind":"pytorch_default"}"#), "{json}");
+    assert_eq!(serde_json::from_str::<GoogLeNetConfig>(&json).unwrap(), config);
+
+    // Checkpoints saved before the rename spell it "py_torch_default".
+    let old_json = json.replace("pytorch_default", "py_torch_default");
+    assert_eq!(serde_json::from_str::<GoogLeNetConfig>(&old_json).unwrap(), config);
+    let net = GoogLeNet::<f32>::new(config).unwrap();
+    let path = dir.join("old-spelling.safetensors");
+    save_safetensors(&net, &path, &BTreeMap::from([("incept.config".to_string(), old_json)])).unwrap();
+    assert_eq!(GoogLeNet::<f32>::load(&path).unwrap().config(), &config);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn mismatch_lists_every_problem() {
     let dir = test_dir("mismatch");
     let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
