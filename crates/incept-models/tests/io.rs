@@ -556,13 +556,16 @@ fn save_cleans_up_temporary_files() {
     net.save(&path).unwrap();
     assert_eq!(file_names(&dir), ["net.safetensors"], "a successful save leaves only the target");
 
-    // Renaming a file over a directory fails, after the temporary file is written.
+    // The directory is detected before any temporary file is written.
     let occupied = dir.join("occupied.safetensors");
     fs::create_dir(&occupied).unwrap();
     let err = net.save(&occupied).expect_err("saving over a directory must fail");
     assert!(matches!(err, ModelError::Io { .. }), "{err:?}");
-    assert!(err.to_string().contains("occupied.safetensors"), "{err}");
-    assert_eq!(file_names(&dir), ["net.safetensors", "occupied.safetensors"], "the temporary file must be removed");
+    assert!(
+        err.to_string().contains("occupied.safetensors: the path is a directory; give the path of a file"),
+        "{err}"
+    );
+    assert_eq!(file_names(&dir), ["net.safetensors", "occupied.safetensors"], "no temporary file may remain");
     assert!(occupied.is_dir());
 
     let err = net.save(dir.join("no-such-dir").join("net.safetensors")).expect_err("a missing directory must fail");
