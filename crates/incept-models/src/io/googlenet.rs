@@ -1,11 +1,13 @@
 //! Checkpoints of [`GoogLeNet`]: weights with the config, and torchvision exports.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::Path;
 
 use incept_tensor::Float;
 
-use super::load::{Header, read_header};
+use super::header::{Header, open};
+use super::load::load_opened;
 use super::{load_safetensors, save_safetensors};
 use crate::{GoogLeNet, GoogLeNetConfig, ModelError, Result};
 
@@ -48,7 +50,7 @@ impl<T: Float> GoogLeNet<T> {
     /// config's parameters, and every error of [`load_safetensors`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let header = read_header(path)?;
+        let (file, header) = open(path)?;
         let format_error = |reason: String| ModelError::Format { path: path.to_path_buf(), reason };
         let Some(json) = header.metadata.get(CONFIG_METADATA_KEY) else {
             return Err(format_error(format!(
@@ -59,7 +61,7 @@ impl<T: Float> GoogLeNet<T> {
         };
         let config: GoogLeNetConfig = serde_json::from_str(json)
             .map_err(|e| format_error(format!("the {CONFIG_METADATA_KEY:?} metadata is not a valid config: {e}")))?;
-        Self::build_for_file(path, &header, config)
+        Self::build_for_file(path, file, &header, config)
     }
 
     /// Builds torchvision's GoogLeNet for a file written by
@@ -80,7 +82,7 @@ impl<T: Float> GoogLeNet<T> {
     /// [`load_safetensors`].
     pub fn load_torchvision(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let header = read_header(path)?;
+        let (file, header) = open(path)?;
         let format_error = |reason: String| ModelError::Format { path: path.to_path_buf(), reason };
         let num_classes = match header.tensors.get("fc.weight").map(|info| info.shape.as_slice()) {
             Some(&[classes, _]) => classes,
@@ -104,7 +106,7 @@ impl<T: Float> GoogLeNet<T> {
         };
         let aux_logits = header.tensors.keys().any(|name| name.starts_with("aux1."));
         let config = GoogLeNetConfig { num_classes, aux_logits, transform_input, ..GoogLeNetConfig::torchvision() };
-        Self::build_for_file(path, &header, config)
+        Self::build_for_file(path, file, &header, config)
     }
 
     /// Loads the weights of a safetensors file into this network and returns
@@ -128,12 +130,13 @@ impl<T: Float> GoogLeNet<T> {
         load_safetensors(self, path.as_ref())
     }
 
-    /// Builds the network for `config` and loads the file's weights into it.
+    /// Builds the network for `config` and loads the weights of the opened
+    /// file into it.
     ///
     /// The file must be large enough to hold the config's parameters as
     /// `F32`. That check comes first, so a small file with a large config
     /// cannot make the build allocate more than about twice the file's size.
-    fn build_for_file(path: &Path, header: &Header, config: GoogLeNetConfig) -> Result<Self> {
+    fn build_for_file(path: &Path, file: File, header: &Header, config: GoogLeNetConfig) -> Result<Self> {
         let format_error = |reason: String| ModelError::Format { path: path.to_path_buf(), reason };
         let needed = config.parameter_count().map(|count| count.saturating_mul(4) as u64);
         if needed.is_none_or(|needed| needed > header.file_len) {
@@ -146,7 +149,7 @@ impl<T: Float> GoogLeNet<T> {
         }
         let net = GoogLeNet::new(config)
             .map_err(|e| format_error(format!("the config stored in the file cannot be built: {e}")))?;
-        net.load_state_dict(path)?;
+        load_opened(&net, path, file, header)?;
         Ok(net)
     }
 }

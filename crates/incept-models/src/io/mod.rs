@@ -22,6 +22,7 @@
 //! [safetensors]: https://huggingface.co/docs/safetensors
 
 mod googlenet;
+mod header;
 mod load;
 mod save;
 
@@ -33,7 +34,8 @@ use incept_tensor::{Float, Tensor};
 use safetensors::Dtype;
 
 pub use googlenet::CONFIG_METADATA_KEY;
-pub use load::{MAX_HEADER_BYTES, load_safetensors, read_safetensors_metadata};
+pub use header::{MAX_HEADER_BYTES, read_safetensors_metadata};
+pub use load::load_safetensors;
 pub use save::{save_safetensors, write_safetensors};
 
 use crate::{Buffer, BufferKind, ModelError, Module, Result};
