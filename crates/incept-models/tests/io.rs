@@ -214,7 +214,12 @@ fn torchvision_keys(file: &str) -> Vec<(String, Vec<usize>, String)> {
 /// Writes a file with torchvision's exact keys, shapes and dtypes. Tensor
 /// `i` is filled with `i / 1000`, and every `num_batches_tracked` is 3.
 fn write_torchvision_file(path: &Path, keys_file: &str, metadata: &[(&str, &str)]) {
-    let tensors: Vec<RawTensor> = torchvision_keys(keys_file)
+    write_with_crate(path, &torchvision_tensors(keys_file), metadata);
+}
+
+/// Returns the tensors [`write_torchvision_file`] writes.
+fn torchvision_tensors(keys_file: &str) -> Vec<RawTensor> {
+    torchvision_keys(keys_file)
         .into_iter()
         .enumerate()
         .map(|(i, (name, dims, dtype))| {
@@ -227,8 +232,7 @@ fn write_torchvision_file(path: &Path, keys_file: &str, metadata: &[(&str, &str)
             let bytes = encode(&values, dtype);
             (name, dtype, dims, bytes)
         })
-        .collect();
-    write_with_crate(path, &tensors, metadata);
+        .collect()
 }
 
 #[test]
@@ -299,6 +303,87 @@ fn aux_heads_missing_from_model() {
 }
 
 #[test]
+fn load_torchvision_reports_half_precision() {
+    let dir = test_dir("torchvision-half");
+    for dtype in [Dtype::F16, Dtype::BF16] {
+        let tensors: Vec<RawTensor> = torchvision_tensors("torchvision_googlenet_keys_noaux.txt")
+            .into_iter()
+            .map(|(name, stored, dims, bytes)| match stored {
+                Dtype::F32 => (name, dtype, dims, vec![0; bytes.len() / 2]),
+                _ => (name, stored, dims, bytes),
+            })
+            .collect();
+        let float_tensors = tensors.iter().filter(|(_, stored, ..)| *stored == dtype).count();
+        let path = dir.join(format!("{dtype:?}.safetensors"));
+        write_with_crate(&path, &tensors, &[("format", "pt")]);
+
+        let err = GoogLeNet::<f32>::load_torchvision(&path).err().expect("half-precision weights must be rejected");
+        let message = err.to_string();
+        let expected = format!("{float_tensors} dtype mismatches (conv1.conv.weight: file {dtype:?} instead of F32, ");
+        assert!(message.contains(&expected), "{dtype:?}: expected {expected:?} in {message}");
+        assert!(message.contains("model.float()"), "{dtype:?}: {message}");
+        assert!(!message.contains("too few"), "{dtype:?}: {message}");
+        let ModelError::StateDict { mismatch, .. } = err else { panic!("{dtype:?}: expected StateDict, got {err:?}") };
+        assert_eq!(mismatch.dtypes.len(), float_tensors, "{dtype:?}");
+        assert!(mismatch.missing.is_empty(), "{dtype:?}: {message}");
+        assert!(mismatch.unexpected.is_empty(), "{dtype:?}: {message}");
+        assert!(mismatch.shapes.is_empty(), "{dtype:?}: {message}");
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_torchvision_reports_transposed_fc() {
+    let dir = test_dir("torchvision-transposed");
+    let mut tensors = torchvision_tensors("torchvision_googlenet_keys_noaux.txt");
+    let fc = tensors.iter_mut().find(|(name, ..)| name == "fc.weight").unwrap();
+    assert_eq!(fc.2, [1000, 1024]);
+    fc.2 = vec![1024, 1000];
+    let path = dir.join("transposed.safetensors");
+    write_with_crate(&path, &tensors, &[]);
+
+    let err = GoogLeNet::<f32>::load_torchvision(&path).err().expect("a transposed fc.weight must be rejected");
+    let message = err.to_string();
+    assert!(message.contains("1 shape mismatch (fc.weight: file [1024, 1000], model [1000, 1024])"), "{message}");
+    assert!(!message.contains("too few"), "{message}");
+    let ModelError::StateDict { mismatch, .. } = err else { panic!("expected StateDict, got {err:?}") };
+    assert_eq!(mismatch.shapes.len(), 1, "{message}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_torchvision_points_to_load() {
+    let dir = test_dir("torchvision-incept");
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    let path = dir.join("incept.safetensors");
+    net.save(&path).unwrap();
+
+    let err = GoogLeNet::<f32>::load_torchvision(&path).err().expect("an incept checkpoint has its own config");
+    let message = err.to_string();
+    assert!(matches!(err, ModelError::Format { .. }), "{err:?}");
+    assert!(message.contains("incept.safetensors"), "{message}");
+    assert!(message.contains("\"incept.config\" key, so GoogLeNet::save wrote this file"), "{message}");
+    assert!(message.contains("load it with GoogLeNet::load"), "{message}");
+    GoogLeNet::<f32>::load(&path).expect("GoogLeNet::load reads the same file");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_torchvision_rejects_smaller_network() {
+    let dir = test_dir("torchvision-small");
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    let path = dir.join("small.safetensors");
+    write_with_crate(&path, &pytorch_tensors(&net, 0), &[("format", "pt")]);
+
+    let err = GoogLeNet::<f32>::load_torchvision(&path).err().expect("a width-0.125 network is not torchvision's");
+    let message = err.to_string();
+    assert!(matches!(err, ModelError::Format { .. }), "{err:?}");
+    assert!(message.contains("bytes of tensor data, too few for the "), "{message}");
+    assert!(message.contains("the file holds a smaller network than torchvision's GoogLeNet"), "{message}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn declared_shapes_near_usize_max() {
     let dir = test_dir("huge-shapes");
     let huge = 1usize << 62;
@@ -311,6 +396,9 @@ fn declared_shapes_near_usize_max() {
     let layer = Linear::<f32>::new("fc", 2, 2, &mut Init::new(1)).unwrap();
     let err = load_safetensors(&layer, &path).expect_err("the shapes differ from the layer's");
     assert!(err.to_string().contains(&format!("fc.bias: file [{huge}], model [2]")), "{err}");
+
+    let err = GoogLeNet::<f32>::load_torchvision(&path).err().expect("2^62 classes cannot be built");
+    assert!(err.to_string().contains("too few for the more than usize::MAX parameters"), "{err}");
     fs::remove_dir_all(&dir).unwrap();
 }
 
