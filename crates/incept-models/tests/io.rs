@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use incept_autograd::{Tape, Var};
 use incept_models::io::{MAX_HEADER_BYTES, load_safetensors, save_safetensors, write_safetensors};
 use incept_models::layers::Linear;
-use incept_models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Init, ModelError, Module, Variant};
+use incept_models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Init, ModelError, Module, Stem, Variant};
 use incept_tensor::Tensor;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -278,6 +278,7 @@ fn torchvision_export_without_aux_loads() {
     let message = err.to_string();
     assert!(message.contains("googlenet_noaux.safetensors"), "{message}");
     assert!(message.contains("missing (aux1.conv.conv.weight, "), "{message}");
+    assert!(message.contains("so build the model with aux_logits: false"), "{message}");
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -292,13 +293,37 @@ fn aux_heads_missing_from_model() {
     let message = err.to_string();
     assert!(message.contains("googlenet_aux.safetensors: state dict does not match the model: "), "{message}");
     assert!(message.contains("20 unexpected (aux1.conv.bn.bias, "), "{message}");
+    assert!(message.contains("so build the model with aux_logits: true"), "{message}");
     assert!(!message.contains("bytes"), "the file size must not hide the mismatch: {message}");
+    assert!(!message.contains("different network or config"), "the aux heads explain everything: {message}");
     let ModelError::StateDict { mismatch, .. } = err else { panic!("expected ModelError::StateDict, got {err:?}") };
     assert_eq!(mismatch.unexpected.len(), 20);
     assert!(mismatch.unexpected.iter().all(|name| name.starts_with("aux1.") || name.starts_with("aux2.")));
     assert!(mismatch.missing.is_empty(), "{:?}", mismatch.missing);
     assert!(mismatch.shapes.is_empty(), "{:?}", mismatch.shapes);
     assert!(mismatch.dtypes.is_empty(), "{:?}", mismatch.dtypes);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn stem_mismatch_names_the_stem() {
+    let dir = test_dir("stem");
+    let small_stem = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    let path = dir.join("small-stem.safetensors");
+    save_safetensors(&small_stem, &path, &BTreeMap::new()).unwrap();
+    let imagenet_stem =
+        GoogLeNet::<f32>::new(GoogLeNetConfig { stem: Stem::ImageNet, ..small_config(Variant::Torchvision, 1) })
+            .unwrap();
+
+    let err = imagenet_stem.load_state_dict(&path).expect_err("conv1 has another kernel size");
+    let message = err.to_string();
+    assert!(
+        message.contains("1 shape mismatch (conv1.conv.weight: file [8, 1, 3, 3], model [8, 1, 7, 7])"),
+        "{message}"
+    );
+    assert!(message.contains("conv1 has 3x3 kernels in the file and 7x7 in the model"), "{message}");
+    assert!(message.contains("saved with the other stem"), "{message}");
+    assert!(message.contains("(for GoogLeNet: variant, stem, width, "), "{message}");
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -344,7 +369,12 @@ fn load_torchvision_reports_transposed_fc() {
 
     let err = GoogLeNet::<f32>::load_torchvision(&path).err().expect("a transposed fc.weight must be rejected");
     let message = err.to_string();
-    assert!(message.contains("1 shape mismatch (fc.weight: file [1024, 1000], model [1000, 1024])"), "{message}");
+    assert!(
+        message.contains("1 shape mismatch (fc.weight: file [1024, 1000], model [1000, 1024] (transposed))"),
+        "{message}"
+    );
+    assert!(message.contains("probably saved as [in, out]"), "{message}");
+    assert!(!message.contains("different network or config"), "{message}");
     assert!(!message.contains("too few"), "{message}");
     let ModelError::StateDict { mismatch, .. } = err else { panic!("expected StateDict, got {err:?}") };
     assert_eq!(mismatch.shapes.len(), 1, "{message}");
@@ -469,6 +499,7 @@ fn long_mismatch_lists_are_shortened() {
     let message = err.to_string();
     assert!(message.contains(&format!("{total} missing (conv1.conv.weight, ")), "{message}");
     assert!(message.contains(&format!(" and {} more)", total - 5)), "{message}");
+    assert!(!message.contains("aux_logits: false"), "an empty file lacks more than the aux heads: {message}");
     fs::remove_dir_all(&dir).unwrap();
 }
 
