@@ -33,10 +33,36 @@ import sys
 
 import torch
 import torchvision
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torchvision.models import GoogLeNet, GoogLeNet_Weights, googlenet
 
 AUX_PREFIXES = ("aux1.", "aux2.")
+
+
+class OutputError(Exception):
+    """The output file cannot be written; the message names the path and the cause."""
+
+
+def prepare_output(path: str) -> None:
+    """Create the folder of the output file.
+
+    Raises OutputError when the path is a directory or its folder cannot be
+    created. Checked before the model is built, so a wrong --out fails
+    before the pretrained weights are downloaded.
+    """
+    if os.path.isdir(path):
+        example = os.path.join(path, "googlenet_torchvision.safetensors")
+        raise OutputError(f"--out {path} is a directory; give the path of a file, such as {example}")
+    out_dir = os.path.dirname(path)
+    if not out_dir:
+        return
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise OutputError(f"the folder {out_dir} of --out {path} is a file")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create the folder {out_dir} for --out: {error.strerror}") from error
 
 
 def build_model(random_init: bool, keep_aux: bool) -> tuple[GoogLeNet, str]:
@@ -123,15 +149,23 @@ def main() -> int:
     )
     args = parser.parse_args()
     keep_aux = not args.no_aux
+    program = os.path.basename(sys.argv[0])
+    try:
+        prepare_output(args.out)
+    except OutputError as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return 1
 
     model, source = build_model(args.random_init, keep_aux)
     tensors = export_state_dict(model, keep_aux)
     metadata = build_metadata(model, source, keep_aux, args.random_init)
 
-    out_dir = os.path.dirname(args.out)
-    if out_dir:
-        os.makedirs(out_dir, exist_ok=True)
-    save_file(tensors, args.out, metadata=metadata)
+    try:
+        save_file(tensors, args.out, metadata=metadata)
+    except (OSError, SafetensorError) as error:
+        # safetensors reports I/O failures as SafetensorError, which names the OS error.
+        print(f"{program}: error: cannot write {args.out}: {error}", file=sys.stderr)
+        return 1
     verify_file(args.out, tensors, keep_aux, bool(model.transform_input))
 
     parameters = sum(p.numel() for p in model.parameters())

@@ -176,6 +176,9 @@ pub trait Layer<T: Float = f32>: Module<T> {
 pub enum WeightInit {
     /// PyTorch's layer defaults: weight and bias from
     /// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` (Kaiming-uniform with `a = sqrt(5)`).
+    /// Spelled `"pytorch_default"` in JSON; the `"py_torch_default"` that
+    /// older checkpoints contain is read too.
+    #[serde(rename = "pytorch_default", alias = "py_torch_default")]
     PyTorchDefault,
     /// Weights from a normal distribution with mean 0 and this standard
     /// deviation, truncated to `[-2, 2]`, as torchvision's GoogLeNet does

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use incept_autograd::{Tape, Var};
-use incept_models::io::{load_safetensors, save_safetensors, write_safetensors};
+use incept_models::io::{MAX_HEADER_BYTES, load_safetensors, save_safetensors, write_safetensors};
 use incept_models::layers::Linear;
-use incept_models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Init, ModelError, Module, Variant};
+use incept_models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Init, ModelError, Module, Stem, Variant};
 use incept_tensor::Tensor;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -213,7 +214,12 @@ fn torchvision_keys(file: &str) -> Vec<(String, Vec<usize>, String)> {
 /// Writes a file with torchvision's exact keys, shapes and dtypes. Tensor
 /// `i` is filled with `i / 1000`, and every `num_batches_tracked` is 3.
 fn write_torchvision_file(path: &Path, keys_file: &str, metadata: &[(&str, &str)]) {
-    let tensors: Vec<RawTensor> = torchvision_keys(keys_file)
+    write_with_crate(path, &torchvision_tensors(keys_file), metadata);
+}
+
+/// Returns the tensors [`write_torchvision_file`] writes.
+fn torchvision_tensors(keys_file: &str) -> Vec<RawTensor> {
+    torchvision_keys(keys_file)
         .into_iter()
         .enumerate()
         .map(|(i, (name, dims, dtype))| {
@@ -226,8 +232,7 @@ fn write_torchvision_file(path: &Path, keys_file: &str, metadata: &[(&str, &str)
             let bytes = encode(&values, dtype);
             (name, dtype, dims, bytes)
         })
-        .collect();
-    write_with_crate(path, &tensors, metadata);
+        .collect()
 }
 
 #[test]
@@ -273,6 +278,175 @@ fn torchvision_export_without_aux_loads() {
     let message = err.to_string();
     assert!(message.contains("googlenet_noaux.safetensors"), "{message}");
     assert!(message.contains("missing (aux1.conv.conv.weight, "), "{message}");
+    assert!(message.contains("so build the model with aux_logits: false"), "{message}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn aux_heads_missing_from_model() {
+    let dir = test_dir("extra-aux");
+    let path = dir.join("googlenet_aux.safetensors");
+    write_torchvision_file(&path, "torchvision_googlenet_keys.txt", &[]);
+    let net = GoogLeNet::<f32>::new(GoogLeNetConfig { aux_logits: false, ..GoogLeNetConfig::torchvision() }).unwrap();
+
+    let err = net.load_state_dict(&path).expect_err("the model has no aux heads to load into");
+    let message = err.to_string();
+    assert!(message.contains("googlenet_aux.safetensors: state dict does not match the model: "), "{message}");
+    assert!(message.contains("20 unexpected (aux1.conv.bn.bias, "), "{message}");
+    assert!(message.contains("so build the model with aux_logits: true"), "{message}");
+    assert!(!message.contains("bytes"), "the file size must not hide the mismatch: {message}");
+    assert!(!message.contains("different network or config"), "the aux heads explain everything: {message}");
+    let ModelError::StateDict { mismatch, .. } = err else { panic!("expected ModelError::StateDict, got {err:?}") };
+    assert_eq!(mismatch.unexpected.len(), 20);
+    assert!(mismatch.unexpected.iter().all(|name| name.starts_with("aux1.") || name.starts_with("aux2.")));
+    assert!(mismatch.missing.is_empty(), "{:?}", mismatch.missing);
+    assert!(mismatch.shapes.is_empty(), "{:?}", mismatch.shapes);
+    assert!(mismatch.dtypes.is_empty(), "{:?}", mismatch.dtypes);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn stem_mismatch_names_the_stem() {
+    let dir = test_dir("stem");
+    let small_stem = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    let path = dir.join("small-stem.safetensors");
+    save_safetensors(&small_stem, &path, &BTreeMap::new()).unwrap();
+    let imagenet_stem =
+        GoogLeNet::<f32>::new(GoogLeNetConfig { stem: Stem::ImageNet, ..small_config(Variant::Torchvision, 1) })
+            .unwrap();
+
+    let err = imagenet_stem.load_state_dict(&path).expect_err("conv1 has another kernel size");
+    let message = err.to_string();
+    assert!(
+        message.contains("1 shape mismatch (conv1.conv.weight: file [8, 1, 3, 3], model [8, 1, 7, 7])"),
+        "{message}"
+    );
+    assert!(message.contains("conv1 has 3x3 kernels in the file and 7x7 in the model"), "{message}");
+    assert!(message.contains("saved with the other stem"), "{message}");
+    assert!(message.contains("(for GoogLeNet: variant, stem, width, "), "{message}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_torchvision_reports_half_precision() {
+    let dir = test_dir("torchvision-half");
+    for dtype in [Dtype::F16, Dtype::BF16] {
+        let tensors: Vec<RawTensor> = torchvision_tensors("torchvision_googlenet_keys_noaux.txt")
+            .into_iter()
+            .map(|(name, stored, dims, bytes)| match stored {
+                Dtype::F32 => (name, dtype, dims, vec![0; bytes.len() / 2]),
+                _ => (name, stored, dims, bytes),
+            })
+            .collect();
+        let float_tensors = tensors.iter().filter(|(_, stored, ..)| *stored == dtype).count();
+        let path = dir.join(format!("{dtype:?}.safetensors"));
+        write_with_crate(&path, &tensors, &[("format", "pt")]);
+
+        let err = GoogLeNet::<f32>::load_torchvision(&path).err().expect("half-precision weights must be rejected");
+        let message = err.to_string();
+        let expected = format!("{float_tensors} dtype mismatches (conv1.conv.weight: file {dtype:?} instead of F32, ");
+        assert!(message.contains(&expected), "{dtype:?}: expected {expected:?} in {message}");
+        assert!(message.contains("model.float()"), "{dtype:?}: {message}");
+        assert!(!message.contains("too few"), "{dtype:?}: {message}");
+        let ModelError::StateDict { mismatch, .. } = err else { panic!("{dtype:?}: expected StateDict, got {err:?}") };
+        assert_eq!(mismatch.dtypes.len(), float_tensors, "{dtype:?}");
+        assert!(mismatch.missing.is_empty(), "{dtype:?}: {message}");
+        assert!(mismatch.unexpected.is_empty(), "{dtype:?}: {message}");
+        assert!(mismatch.shapes.is_empty(), "{dtype:?}: {message}");
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_torchvision_reports_transposed_fc() {
+    let dir = test_dir("torchvision-transposed");
+    let mut tensors = torchvision_tensors("torchvision_googlenet_keys_noaux.txt");
+    let fc = tensors.iter_mut().find(|(name, ..)| name == "fc.weight").unwrap();
+    assert_eq!(fc.2, [1000, 1024]);
+    fc.2 = vec![1024, 1000];
+    let path = dir.join("transposed.safetensors");
+    write_with_crate(&path, &tensors, &[]);
+
+    let err = GoogLeNet::<f32>::load_torchvision(&path).err().expect("a transposed fc.weight must be rejected");
+    let message = err.to_string();
+    assert!(
+        message.contains("1 shape mismatch (fc.weight: file [1024, 1000], model [1000, 1024] (transposed))"),
+        "{message}"
+    );
+    assert!(message.contains("probably saved as [in, out]"), "{message}");
+    assert!(!message.contains("different network or config"), "{message}");
+    assert!(!message.contains("too few"), "{message}");
+    let ModelError::StateDict { mismatch, .. } = err else { panic!("expected StateDict, got {err:?}") };
+    assert_eq!(mismatch.shapes.len(), 1, "{message}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_torchvision_points_to_load() {
+    let dir = test_dir("torchvision-incept");
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    let path = dir.join("incept.safetensors");
+    net.save(&path).unwrap();
+
+    let err = GoogLeNet::<f32>::load_torchvision(&path).err().expect("an incept checkpoint has its own config");
+    let message = err.to_string();
+    assert!(matches!(err, ModelError::Format { .. }), "{err:?}");
+    assert!(message.contains("incept.safetensors"), "{message}");
+    assert!(message.contains("\"incept.config\" key, so GoogLeNet::save wrote this file"), "{message}");
+    assert!(message.contains("load it with GoogLeNet::load"), "{message}");
+    GoogLeNet::<f32>::load(&path).expect("GoogLeNet::load reads the same file");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_torchvision_rejects_smaller_network() {
+    let dir = test_dir("torchvision-small");
+    let net = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
+    let path = dir.join("small.safetensors");
+    write_with_crate(&path, &pytorch_tensors(&net, 0), &[("format", "pt")]);
+
+    let err = GoogLeNet::<f32>::load_torchvision(&path).err().expect("a width-0.125 network is not torchvision's");
+    let message = err.to_string();
+    assert!(matches!(err, ModelError::Format { .. }), "{err:?}");
+    assert!(message.contains("bytes of tensor data, too few for the "), "{message}");
+    assert!(message.contains("the file holds a smaller network than torchvision's GoogLeNet"), "{message}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn declared_shapes_near_usize_max() {
+    let dir = test_dir("huge-shapes");
+    let huge = 1usize << 62;
+    let path = dir.join("huge.safetensors");
+    let header = format!(
+        r#"{{"fc.bias":{{"dtype":"F32","shape":[{huge}],"data_offsets":[0,8]}},"fc.weight":{{"dtype":"F32","shape":[{huge},1024],"data_offsets":[8,24]}}}}"#
+    );
+    fs::write(&path, raw_file(&header, &[0; 24])).unwrap();
+
+    let layer = Linear::<f32>::new("fc", 2, 2, &mut Init::new(1)).unwrap();
+    let err = load_safetensors(&layer, &path).expect_err("the shapes differ from the layer's");
+    assert!(err.to_string().contains(&format!("fc.bias: file [{huge}], model [2]")), "{err}");
+
+    let err = GoogLeNet::<f32>::load_torchvision(&path).err().expect("2^62 classes cannot be built");
+    assert!(err.to_string().contains("too few for the more than usize::MAX parameters"), "{err}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn init_spelling_round_trip() {
+    let dir = test_dir("init-spelling");
+    let config = small_config(Variant::Torchvision, 1);
+    let json = serde_json::to_string(&config).unwrap();
+    assert!(json.contains(r#""init":{"kind":"pytorch_default"}"#), "{json}");
+    assert_eq!(serde_json::from_str::<GoogLeNetConfig>(&json).unwrap(), config);
+
+    // Checkpoints saved before the rename spell it "py_torch_default".
+    let old_json = json.replace("pytorch_default", "py_torch_default");
+    assert_eq!(serde_json::from_str::<GoogLeNetConfig>(&old_json).unwrap(), config);
+    let net = GoogLeNet::<f32>::new(config).unwrap();
+    let path = dir.join("old-spelling.safetensors");
+    save_safetensors(&net, &path, &BTreeMap::from([("incept.config".to_string(), old_json)])).unwrap();
+    assert_eq!(GoogLeNet::<f32>::load(&path).unwrap().config(), &config);
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -325,6 +499,7 @@ fn long_mismatch_lists_are_shortened() {
     let message = err.to_string();
     assert!(message.contains(&format!("{total} missing (conv1.conv.weight, ")), "{message}");
     assert!(message.contains(&format!(" and {} more)", total - 5)), "{message}");
+    assert!(!message.contains("aux_logits: false"), "an empty file lacks more than the aux heads: {message}");
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -333,8 +508,8 @@ fn failed_load_leaves_model_unchanged() {
     let dir = test_dir("unchanged");
     let source = GoogLeNet::<f32>::new(small_config(Variant::Torchvision, 1)).unwrap();
     let mut tensors = pytorch_tensors(&source, 5);
-    // fc.bias comes last in the module's order, so every other tensor is
-    // read and converted before the mismatch is found.
+    // fc.bias comes last in the module's order, so every other tensor
+    // matches before the mismatch is found.
     let bias = tensors.iter_mut().find(|(name, ..)| name == "fc.bias").unwrap();
     *bias = ("fc.bias".to_string(), Dtype::F32, vec![11], encode(&[0.0; 11], Dtype::F32));
     let path = dir.join("late-mismatch.safetensors");
@@ -425,13 +600,6 @@ fn malformed_files_are_errors() {
     // fc.weight [2, 2] and fc.bias [2]: 24 bytes of F32 data.
     let layer = Linear::<f32>::new("fc", 2, 2, &mut Init::new(1)).unwrap();
     let valid_header = r#"{"fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"fc.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[8,24]}}"#;
-    let big_offsets: String = (0..8u64)
-        .map(|i| {
-            let size = u64::MAX / 8;
-            format!(r#""t{i}":{{"dtype":"U8","shape":[{size}],"data_offsets":[{},{}]}}"#, i * size, (i + 1) * size)
-        })
-        .collect::<Vec<_>>()
-        .join(",");
     let mut not_utf8 = 4u64.to_le_bytes().to_vec();
     not_utf8.extend([0xff, 0xfe, 0xfd, 0xfc]);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -440,14 +608,25 @@ fn malformed_files_are_errors() {
         ("header-past-end", [1000u64.to_le_bytes().as_slice(), b"{}"].concat(), "is 1000, more than the 2 bytes"),
         ("header-huge", u64::MAX.to_le_bytes().to_vec(), "more than the 0 bytes that follow"),
         ("not-utf8", not_utf8, "not valid UTF-8"),
-        ("not-json", raw_file("not json", &[]), "not a JSON object"),
-        ("json-array", raw_file("[1, 2]", &[]), "not a JSON object"),
+        ("not-json", raw_file("not json", &[]), "the header is not valid JSON (expected ident at line 1 column 2)"),
+        ("json-array", raw_file("[1, 2]", &[]), "the header is a JSON array, not a JSON object mapping tensor names"),
+        ("tensor-not-object", raw_file(r#"{"fc.bias":3}"#, &[]), "tensor \"fc.bias\" is a JSON number, not an object"),
+        (
+            "missing-field",
+            raw_file(r#"{"fc.bias":{"dtype":"F32","shape":[2]}}"#, &[0; 8]),
+            "not a valid {dtype, shape, data_offsets} object: missing field `data_offsets`",
+        ),
         (
             "unknown-dtype",
             raw_file(r#"{"fc.bias":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}}"#, &[0; 8]),
             "unknown variant `Q4`",
         ),
-        ("metadata-not-strings", raw_file(r#"{"__metadata__":{"epoch":3}}"#, &[]), "not a JSON object"),
+        (
+            "metadata-not-strings",
+            raw_file(r#"{"__metadata__":{"epoch":3}}"#, &[]),
+            "the \"__metadata__\" value of \"epoch\" is a JSON number, but safetensors metadata values are strings",
+        ),
+        ("metadata-not-object", raw_file(r#"{"__metadata__":[]}"#, &[]), "\"__metadata__\" is a JSON array"),
         (
             "overlap",
             raw_file(
@@ -466,23 +645,31 @@ fn malformed_files_are_errors() {
         ),
         (
             "offsets-past-end",
-            raw_file(r#"{"fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &[0; 4]),
-            "point past the 4 data bytes",
+            raw_file(
+                r#"{"fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"fc.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[8,40]}}"#,
+                &[0; 24],
+            ),
+            "the data offsets [8, 40] of tensor \"fc.weight\" point past the 24 data bytes",
         ),
-        ("offsets-near-u64-max", raw_file(&format!("{{{big_offsets}}}"), &[0; 8]), "point past the 8 data bytes"),
+        (
+            "offsets-near-u64-max",
+            raw_file(
+                r#"{"fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"fc.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[18446744073709551599,18446744073709551615]}}"#,
+                &[0; 24],
+            ),
+            "point past the 24 data bytes",
+        ),
         (
             "offsets-not-shape",
-            raw_file(r#"{"fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,12]}}"#, &[0; 12]),
-            "do not span its number of elements",
-        ),
-        (
-            "shape-overflow",
-            raw_file(r#"{"fc.bias":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}"#, &[]),
-            "overflows",
+            raw_file(
+                r#"{"fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,12]},"fc.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[12,28]}}"#,
+                &[0; 28],
+            ),
+            "do not span its number of elements times its dtype size: shape [2] of F32 takes 8 bytes",
         ),
         ("truncated", raw_file(valid_header, &[0; 20]), "point past the 20 data bytes"),
         ("trailing", raw_file(valid_header, &[0; 28]), "do not end at the end of the file"),
-        ("too-large", raw_file(valid_header, &vec![0; 17 << 20]), "more than the"),
+        ("trailing-17-mib", raw_file(valid_header, &vec![0; 17 << 20]), "do not end at the end of the file"),
     ];
     for (name, bytes, problem) in cases {
         let path = dir.join(format!("{name}.safetensors"));
@@ -493,6 +680,7 @@ fn malformed_files_are_errors() {
         assert!(matches!(err, ModelError::Format { .. }), "{name}: expected a format error, got {err:?}");
         assert!(message.contains(&format!("{name}.safetensors")), "{name}: {message}");
         assert!(message.contains(problem), "{name}: expected {problem:?} in {message}");
+        assert!(!message.contains("struct"), "{name}: serde's type names must not leak: {message}");
         assert!(snapshot(&layer) == before, "{name}: the layer must be unchanged");
     }
 
@@ -506,6 +694,34 @@ fn malformed_files_are_errors() {
     let err = load_safetensors(&layer, &missing).expect_err("a missing file must be an error");
     assert!(matches!(err, ModelError::Io { .. }), "{err:?}");
     assert!(err.to_string().contains("missing.safetensors"), "{err}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn huge_files_are_rejected_unread() {
+    let dir = test_dir("huge-files");
+    let layer = Linear::<f32>::new("fc", 2, 2, &mut Init::new(1)).unwrap();
+    let valid_header = r#"{"fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"fc.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[8,24]}}"#;
+    let cases: Vec<(&str, Vec<u8>, String)> = vec![
+        ("trailing", raw_file(valid_header, &[0; 24]), "do not end at the end of the file".to_string()),
+        (
+            "header-too-long",
+            (MAX_HEADER_BYTES + 1).to_le_bytes().to_vec(),
+            format!("more than the {MAX_HEADER_BYTES} bytes this loader reads"),
+        ),
+    ];
+    for (name, bytes, problem) in cases {
+        let path = dir.join(format!("{name}.safetensors"));
+        let file = fs::File::create(&path).unwrap();
+        (&file).write_all(&bytes).unwrap();
+        // 64 GiB, more than a test can afford to read. set_len leaves the
+        // rest a hole, so the file takes almost no disk space on ext4 or tmpfs.
+        file.set_len(64 << 30).unwrap();
+        drop(file);
+        let err = load_safetensors(&layer, &path).expect_err(name);
+        assert!(matches!(err, ModelError::Format { .. }), "{name}: expected a format error, got {err:?}");
+        assert!(err.to_string().contains(&problem), "{name}: expected {problem:?} in {err}");
+    }
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -538,13 +754,16 @@ fn save_cleans_up_temporary_files() {
     net.save(&path).unwrap();
     assert_eq!(file_names(&dir), ["net.safetensors"], "a successful save leaves only the target");
 
-    // Renaming a file over a directory fails, after the temporary file is written.
+    // The directory is detected before any temporary file is written.
     let occupied = dir.join("occupied.safetensors");
     fs::create_dir(&occupied).unwrap();
     let err = net.save(&occupied).expect_err("saving over a directory must fail");
     assert!(matches!(err, ModelError::Io { .. }), "{err:?}");
-    assert!(err.to_string().contains("occupied.safetensors"), "{err}");
-    assert_eq!(file_names(&dir), ["net.safetensors", "occupied.safetensors"], "the temporary file must be removed");
+    assert!(
+        err.to_string().contains("occupied.safetensors: the path is a directory; give the path of a file"),
+        "{err}"
+    );
+    assert_eq!(file_names(&dir), ["net.safetensors", "occupied.safetensors"], "no temporary file may remain");
     assert!(occupied.is_dir());
 
     let err = net.save(dir.join("no-such-dir").join("net.safetensors")).expect_err("a missing directory must fail");

@@ -1,11 +1,13 @@
 //! Checkpoints of [`GoogLeNet`]: weights with the config, and torchvision exports.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::Path;
 
 use incept_tensor::Float;
 
-use super::load::{Header, read_header};
+use super::header::{Header, open};
+use super::load::load_opened;
 use super::{load_safetensors, save_safetensors};
 use crate::{GoogLeNet, GoogLeNetConfig, ModelError, Result};
 
@@ -44,11 +46,11 @@ impl<T: Float> GoogLeNet<T> {
     /// [`ModelError::Format`] if the file has no valid config under
     /// [`CONFIG_METADATA_KEY`] (for files without one, build the network
     /// with [`GoogLeNet::new`] and call [`GoogLeNet::load_state_dict`], or
-    /// use [`GoogLeNet::load_torchvision`]) or is too small for the
+    /// use [`GoogLeNet::load_torchvision`]) or has too few bytes for the
     /// config's parameters, and every error of [`load_safetensors`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let header = read_header(path)?;
+        let (file, header) = open(path)?;
         let format_error = |reason: String| ModelError::Format { path: path.to_path_buf(), reason };
         let Some(json) = header.metadata.get(CONFIG_METADATA_KEY) else {
             return Err(format_error(format!(
@@ -59,7 +61,7 @@ impl<T: Float> GoogLeNet<T> {
         };
         let config: GoogLeNetConfig = serde_json::from_str(json)
             .map_err(|e| format_error(format!("the {CONFIG_METADATA_KEY:?} metadata is not a valid config: {e}")))?;
-        Self::build_for_file(path, &header, config)
+        Self::build_for_file(path, file, &header, config, "the stored config does not describe the file's tensors")
     }
 
     /// Builds torchvision's GoogLeNet for a file written by
@@ -67,27 +69,41 @@ impl<T: Float> GoogLeNet<T> {
     /// torchvision's `state_dict`) and loads its weights.
     ///
     /// The config is [`GoogLeNetConfig::torchvision`] with three fields
-    /// taken from the file: `aux_logits` is true if the file has `aux1.`
-    /// tensors, `num_classes` is the first dimension of `fc.weight`, and
-    /// `transform_input` is the `"transform_input"` metadata (`"true"` or
-    /// `"false"`). Without that metadata it is false, torchvision's
-    /// default, although torchvision's pretrained ImageNet weights need
-    /// true; the export script records it.
+    /// taken from the file:
+    /// - `aux_logits` is true if the file has `aux1.` tensors.
+    /// - `num_classes` is the length of a 1-D `fc.bias`, else the first
+    ///   dimension of `fc.weight`. So a transposed `fc.weight` is reported
+    ///   as a shape mismatch instead of changing the class count.
+    /// - `transform_input` is the `"transform_input"` metadata (`"true"` or
+    ///   `"false"`). Without that metadata it is false, torchvision's
+    ///   default, although torchvision's pretrained ImageNet weights need
+    ///   true. The export script records it.
     ///
     /// # Errors
-    /// [`ModelError::Format`] if the file has no `fc.weight` of rank 2 or an
-    /// invalid `"transform_input"` value, and every error of
-    /// [`load_safetensors`].
+    /// [`ModelError::Format`] if [`GoogLeNet::save`] wrote the file (it has
+    /// a [`CONFIG_METADATA_KEY`]; load it with [`GoogLeNet::load`]), if it
+    /// has no `fc.weight` of rank 2, an invalid `"transform_input"` value or
+    /// too few bytes for the config's parameters, and every error of
+    /// [`load_safetensors`], such as the dtype and shape mismatches of a
+    /// file with `F16` weights.
     pub fn load_torchvision(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let header = read_header(path)?;
+        let (file, header) = open(path)?;
         let format_error = |reason: String| ModelError::Format { path: path.to_path_buf(), reason };
-        let num_classes = match header.tensors.get("fc.weight").map(|info| info.shape.as_slice()) {
-            Some(&[classes, _]) => classes,
-            Some(shape) => {
+        if header.metadata.contains_key(CONFIG_METADATA_KEY) {
+            return Err(format_error(format!(
+                "the metadata has an {CONFIG_METADATA_KEY:?} key, so GoogLeNet::save wrote this file; load it \
+                 with GoogLeNet::load, which builds the network from the stored config"
+            )));
+        }
+        let shape = |name: &str| header.tensors.get(name).map(|info| info.shape.as_slice());
+        let num_classes = match (shape("fc.weight"), shape("fc.bias")) {
+            (Some(&[_, _]), Some(&[classes])) => classes,
+            (Some(&[classes, _]), _) => classes,
+            (Some(shape), _) => {
                 return Err(format_error(format!("fc.weight has shape {shape:?}, expected [classes, 1024]")));
             }
-            None => {
+            (None, _) => {
                 return Err(format_error(
                     "the file has no fc.weight tensor, so it is not a torchvision GoogLeNet state dict".to_string(),
                 ));
@@ -104,7 +120,9 @@ impl<T: Float> GoogLeNet<T> {
         };
         let aux_logits = header.tensors.keys().any(|name| name.starts_with("aux1."));
         let config = GoogLeNetConfig { num_classes, aux_logits, transform_input, ..GoogLeNetConfig::torchvision() };
-        Self::build_for_file(path, &header, config)
+        let advice = "the file holds a smaller network than torchvision's GoogLeNet; build the network it was \
+                      saved from with GoogLeNet::new and call load_state_dict";
+        Self::build_for_file(path, file, &header, config, advice)
     }
 
     /// Loads the weights of a safetensors file into this network and returns
@@ -128,25 +146,34 @@ impl<T: Float> GoogLeNet<T> {
         load_safetensors(self, path.as_ref())
     }
 
-    /// Builds the network for `config` and loads the file's weights into it.
+    /// Builds the network for `config` and loads the weights of the opened
+    /// file into it.
     ///
-    /// The file must be large enough to hold the config's parameters as
-    /// `F32`. That check comes first, so a small file with a large config
-    /// cannot make the build allocate more than about twice the file's size.
-    fn build_for_file(path: &Path, header: &Header, config: GoogLeNetConfig) -> Result<Self> {
-        let format_error = |reason: String| ModelError::Format { path: path.to_path_buf(), reason };
-        let needed = config.parameter_count().map(|count| count.saturating_mul(4) as u64);
-        if needed.is_none_or(|needed| needed > header.file_len) {
-            let count = config.parameter_count().map_or("more than usize::MAX".to_string(), |c| c.to_string());
-            return Err(format_error(format!(
-                "the file has {} bytes, too few for the {count} parameters of its config {config:?}; \
-                 the config or the file is damaged",
-                header.file_len
-            )));
+    /// The header's names, shapes and dtypes can only be compared with a
+    /// built network, so the build is bounded first. The file must have at
+    /// least 4 bits of tensor data per parameter of the config, because no
+    /// safetensors dtype is narrower (`F4`). A valid file whose tensors
+    /// match the config always passes. A damaged or hostile header cannot
+    /// make the build allocate more than `2 * size_of::<T>()` bytes of
+    /// parameters per byte of the file. `advice` ends the error message.
+    fn build_for_file(path: &Path, file: File, header: &Header, config: GoogLeNetConfig, advice: &str) -> Result<Self> {
+        let data_len = header.data_len();
+        let parameters = config.parameter_count();
+        if parameters.is_none_or(|count| count.div_ceil(2) as u64 > data_len) {
+            let count = parameters.map_or("more than usize::MAX".to_string(), |count| count.to_string());
+            return Err(ModelError::Format {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "the file has {data_len} bytes of tensor data, too few for the {count} parameters of the \
+                     config {config:?} in any safetensors dtype (the narrowest, F4, takes 4 bits); {advice}"
+                ),
+            });
         }
-        let net = GoogLeNet::new(config)
-            .map_err(|e| format_error(format!("the config stored in the file cannot be built: {e}")))?;
-        net.load_state_dict(path)?;
+        let net = GoogLeNet::new(config).map_err(|e| ModelError::Format {
+            path: path.to_path_buf(),
+            reason: format!("the config taken from the file cannot be built: {e}"),
+        })?;
+        load_opened(&net, path, file, header)?;
         Ok(net)
     }
 }

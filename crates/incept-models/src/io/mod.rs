@@ -22,6 +22,7 @@
 //! [safetensors]: https://huggingface.co/docs/safetensors
 
 mod googlenet;
+mod header;
 mod load;
 mod save;
 
@@ -33,7 +34,8 @@ use incept_tensor::{Float, Tensor};
 use safetensors::Dtype;
 
 pub use googlenet::CONFIG_METADATA_KEY;
-pub use load::{MAX_HEADER_BYTES, load_safetensors, read_safetensors_metadata};
+pub use header::{MAX_HEADER_BYTES, read_safetensors_metadata};
+pub use load::load_safetensors;
 pub use save::{save_safetensors, write_safetensors};
 
 use crate::{Buffer, BufferKind, ModelError, Module, Result};
@@ -104,8 +106,7 @@ impl fmt::Display for StateDictMismatch {
             parts.push(format!("{} unexpected ({})", self.unexpected.len(), list_some(&self.unexpected)));
         }
         if !self.shapes.is_empty() {
-            let items: Vec<String> =
-                self.shapes.iter().map(|m| format!("{}: file {:?}, model {:?}", m.name, m.file, m.model)).collect();
+            let items: Vec<String> = self.shapes.iter().map(describe_shape_mismatch).collect();
             let noun = if items.len() == 1 { "shape mismatch" } else { "shape mismatches" };
             parts.push(format!("{} {noun} ({})", items.len(), list_some(&items)));
         }
@@ -119,18 +120,94 @@ impl fmt::Display for StateDictMismatch {
             parts.push(format!("{} {noun} ({})", items.len(), list_some(&items)));
         }
         write!(f, "{}", parts.join(", "))?;
-        if !self.missing.is_empty() || !self.unexpected.is_empty() || !self.shapes.is_empty() {
-            write!(
-                f,
-                "; the file was saved from a different network or config (for GoogLeNet: variant, width, \
-                 in_channels, num_classes, aux_logits), so build the model with the config the file was saved with"
-            )?;
-        }
-        if !self.dtypes.is_empty() {
-            write!(f, "; convert the tensors to a supported dtype before saving (in PyTorch: model.float())")?;
+        for hint in self.hints() {
+            write!(f, "; {hint}")?;
         }
         Ok(())
     }
+}
+
+impl StateDictMismatch {
+    /// Suggests how to fix the problems found, most specific first. The
+    /// specific hints recognise GoogLeNet's tensor names.
+    fn hints(&self) -> Vec<String> {
+        let mut hints = Vec::new();
+        let file_has_aux_heads = self.missing.is_empty() && only_both_aux_heads(&self.unexpected);
+        let model_has_aux_heads = self.unexpected.is_empty() && only_both_aux_heads(&self.missing);
+        if file_has_aux_heads {
+            hints.push(
+                "the file has the auxiliary classifiers aux1 and aux2 and the model does not, so build the model \
+                 with aux_logits: true (GoogLeNet::load_torchvision sets it from the file)"
+                    .to_string(),
+            );
+        }
+        if model_has_aux_heads {
+            hints.push(
+                "the model has the auxiliary classifiers aux1 and aux2 and the file does not, so build the model \
+                 with aux_logits: false"
+                    .to_string(),
+            );
+        }
+        if let Some(m) = self.shapes.iter().find(|m| m.name == "conv1.conv.weight" && m.file.len() == 4) {
+            let kernel = |dims: &[usize]| format!("{}x{}", dims[2], dims[3]);
+            if m.model.len() == 4 && m.file[2..] != m.model[2..] {
+                hints.push(format!(
+                    "conv1 has {} kernels in the file and {} in the model, so the file was saved with the other \
+                     stem (Stem::ImageNet has a 7x7 conv1, Stem::Small a 3x3 one)",
+                    kernel(&m.file),
+                    kernel(&m.model)
+                ));
+            }
+        }
+
+        let transposed = self.shapes.iter().filter(|m| is_transposed(m)).count();
+        if transposed > 0 {
+            hints.push(
+                "a 2-D tensor marked (transposed) has the model's dimensions in reverse order, so it was \
+                 probably saved as [in, out]; save it as [out, in], the layout of PyTorch's Linear weights"
+                    .to_string(),
+            );
+        }
+
+        // The hint below is left out when a hint above explains every difference.
+        let names_differ = !self.missing.is_empty() || !self.unexpected.is_empty();
+        let names_explained = !names_differ || file_has_aux_heads || model_has_aux_heads;
+        let shapes_explained = transposed == self.shapes.len();
+        if (names_differ || !self.shapes.is_empty()) && !(names_explained && shapes_explained) {
+            hints.push(
+                "the file was saved from a different network or config (for GoogLeNet: variant, stem, width, \
+                 in_channels, num_classes, aux_logits), so build the model with the config the file was saved with"
+                    .to_string(),
+            );
+        }
+        if !self.dtypes.is_empty() {
+            hints
+                .push("convert the tensors to a supported dtype before saving (in PyTorch: model.float())".to_string());
+        }
+        hints
+    }
+}
+
+/// Formats a shape mismatch and marks a transposed 2-D tensor.
+fn describe_shape_mismatch(m: &ShapeMismatch) -> String {
+    let note = if is_transposed(m) { " (transposed)" } else { "" };
+    format!("{}: file {:?}, model {:?}{note}", m.name, m.file, m.model)
+}
+
+/// Returns true if the file stores a 2-D tensor with its dimensions
+/// swapped, as a `fc.weight` exported as `[in, out]` is.
+fn is_transposed(m: &ShapeMismatch) -> bool {
+    m.file.len() == 2 && m.file.iter().rev().eq(&m.model)
+}
+
+/// Returns true if `names` are all tensors of GoogLeNet's auxiliary
+/// classifiers and include both of them, as the names that a network with
+/// the heads has and a file without them lacks (or the reverse). One head
+/// alone, or other names besides, point to another cause.
+fn only_both_aux_heads(names: &[String]) -> bool {
+    names.iter().all(|n| n.starts_with("aux1.") || n.starts_with("aux2."))
+        && names.iter().any(|n| n.starts_with("aux1."))
+        && names.iter().any(|n| n.starts_with("aux2."))
 }
 
 /// One named tensor of a module's state: a parameter or a buffer.

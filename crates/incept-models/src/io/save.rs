@@ -27,8 +27,8 @@ use crate::{BufferKind, ModelError, Module, Result};
 /// permissions instead of the old file's.
 ///
 /// # Errors
-/// [`ModelError::Io`] naming `path` if the temporary file cannot be created,
-/// written, synced or renamed. The temporary file is then removed, and an
+/// [`ModelError::Io`] naming `path` if it is a directory or the temporary
+/// file cannot be created, written, synced or renamed. The temporary file is then removed, and an
 /// existing file at `path` is left as it was. [`ModelError::Config`] if two
 /// tensors share a name or a count buffer does not hold a whole number.
 pub fn save_safetensors<T: Float, M: Module<T> + ?Sized>(
@@ -165,6 +165,11 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// [`ModelError::Io`] naming `path`; the temporary file is removed first.
 pub(super) fn write_atomically(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> Result<()> {
     let io_error = |source| ModelError::Io { path: path.to_path_buf(), source };
+    // Checked before the temporary file is written; the rename would fail
+    // with an OS message that does not say which path is the directory.
+    if is_directory(path) {
+        return Err(io_error(is_a_directory(path)));
+    }
     let Some(file_name) = path.file_name() else {
         return Err(io_error(io::Error::new(io::ErrorKind::InvalidInput, "the path does not name a file")));
     };
@@ -181,10 +186,27 @@ pub(super) fn write_atomically(path: &Path, write: impl FnOnce(&mut File) -> io:
     if let Err(source) = written.and_then(|()| fs::rename(&temp_path, path)) {
         // The error being reported matters more than a failed clean-up.
         let _ = fs::remove_file(&temp_path);
+        // A directory created at `path` while the file was written.
+        let source = if is_directory(path) { is_a_directory(path) } else { source };
         return Err(io_error(source));
     }
     sync_directory(dir);
     Ok(())
+}
+
+/// Returns true if `path` itself is a directory. A symbolic link to one is
+/// not, because the rename replaces the link.
+fn is_directory(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|metadata| metadata.is_dir())
+}
+
+/// Builds the error for a save whose target path is a directory.
+fn is_a_directory(path: &Path) -> io::Error {
+    let example = path.join("model.safetensors");
+    io::Error::new(
+        io::ErrorKind::IsADirectory,
+        format!("the path is a directory; give the path of a file, such as {}", example.display()),
+    )
 }
 
 #[cfg(unix)]
