@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use incept::autograd::{Parameter, Sgd, SgdConfig, Tape, Var};
 use incept::models::data::{Dataset, fashion_mnist};
-use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Module, Variant};
+use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Module, Variant, WeightInit};
 use incept::train::evaluate;
 use plotters::style::RGBColor;
 
@@ -34,6 +34,14 @@ enum VariantArg {
     Torchvision,
     /// Both, one after the other.
     Both,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum InitArg {
+    /// He initialisation for the paper variant, PyTorch's default for torchvision's.
+    VariantDefault,
+    /// PyTorch's layer default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for both.
+    Pytorch,
 }
 
 #[derive(Parser, Debug)]
@@ -49,8 +57,14 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Constant learning rate (SGD, Nesterov momentum 0.9, no weight decay).
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = 0.01)]
     lr: f64,
+    /// Weight initialisation: the variant's default (He for the paper
+    /// variant, PyTorch's default for torchvision's), or PyTorch's layer
+    /// default for both, under which the paper variant's activations and
+    /// gradients vanish.
+    #[arg(long, value_enum, default_value = "variant-default")]
+    init: InitArg,
     /// Multiplier on every channel count.
     #[arg(long, default_value_t = 0.25)]
     width: f64,
@@ -218,8 +232,15 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     csv.push('\n');
     for &variant in variants {
-        let name = format!("{variant:?}").to_lowercase();
-        let config = GoogLeNetConfig { width: args.width, seed: args.seed, ..GoogLeNetConfig::small(variant, 1, 10) };
+        let name = match args.init {
+            InitArg::VariantDefault => format!("{variant:?}").to_lowercase(),
+            InitArg::Pytorch => format!("{variant:?}-pytorch-init").to_lowercase(),
+        };
+        let mut config =
+            GoogLeNetConfig { width: args.width, seed: args.seed, ..GoogLeNetConfig::small(variant, 1, 10) };
+        if args.init == InitArg::Pytorch {
+            config.init = WeightInit::PyTorchDefault;
+        }
         let with_heads = GoogLeNet::new(config)?;
         let without_heads = GoogLeNet::new(GoogLeNetConfig { aux_logits: false, ..config })?;
         copy_shared_weights(&with_heads, &without_heads)?;

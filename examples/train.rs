@@ -63,9 +63,11 @@ struct Args {
     /// at width 0.25 on 28x28 images.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
-    /// Peak learning rate of the one-cycle schedule (SGD, Nesterov momentum 0.9).
-    #[arg(long, default_value_t = 0.1)]
-    lr: f64,
+    /// Peak learning rate of the one-cycle schedule (SGD, Nesterov momentum
+    /// 0.9). Default: 0.1 for the torchvision variant, 0.01 for the paper
+    /// variant, which has no batch norm and diverges into dead ReLUs at 0.1.
+    #[arg(long)]
+    lr: Option<f64>,
     /// Multiplier on every channel count of GoogLeNet (1.0 is the paper's
     /// width). Parameters grow with its square: 631,094 at 0.25 and
     /// 9,951,806 at 1.0 (Fashion-MNIST, auxiliary heads included).
@@ -143,7 +145,10 @@ fn train_config(args: &Args, train: &Dataset) -> TrainConfig {
         },
         epochs: args.epochs,
         batch_size: args.batch_size,
-        lr: args.lr,
+        lr: args.lr.unwrap_or(match variant {
+            Variant::Torchvision => 0.1,
+            Variant::Paper => 0.01,
+        }),
         momentum: 0.9,
         weight_decay: args.weight_decay,
         seed: args.seed,

@@ -106,7 +106,7 @@ pub struct GoogLeNetConfig {
 
 impl GoogLeNetConfig {
     /// Returns the paper's network for 224x224 RGB images and 1000 classes, with
-    /// auxiliary heads and PyTorch's default initialisation.
+    /// auxiliary heads and He initialisation ([`WeightInit::KaimingNormal`]).
     pub fn paper() -> Self {
         GoogLeNetConfig {
             variant: Variant::Paper,
@@ -118,7 +118,7 @@ impl GoogLeNetConfig {
             transform_input: false,
             dropout: 0.4,
             aux_dropout: 0.7,
-            init: WeightInit::PyTorchDefault,
+            init: WeightInit::KaimingNormal,
             seed: 0,
         }
     }
@@ -136,14 +136,17 @@ impl GoogLeNetConfig {
     }
 
     /// Returns a network of `variant` with the small-input stem for
-    /// `in_channels` x 28x28 or 32x32 images and `num_classes` classes, with
-    /// PyTorch's default initialisation, the one the training example was tuned with.
+    /// `in_channels` x 28x28 or 32x32 images and `num_classes` classes. The
+    /// torchvision variant starts from PyTorch's default initialisation, the
+    /// one the training example was tuned with; the paper variant keeps He
+    /// initialisation, because without batch norm it does not train from
+    /// PyTorch's default.
     pub fn small(variant: Variant, in_channels: usize, num_classes: usize) -> Self {
-        let base = match variant {
-            Variant::Paper => Self::paper(),
-            Variant::Torchvision => Self::torchvision(),
+        let (base, init) = match variant {
+            Variant::Paper => (Self::paper(), WeightInit::KaimingNormal),
+            Variant::Torchvision => (Self::torchvision(), WeightInit::PyTorchDefault),
         };
-        GoogLeNetConfig { stem: Stem::Small, in_channels, num_classes, init: WeightInit::PyTorchDefault, ..base }
+        GoogLeNetConfig { stem: Stem::Small, in_channels, num_classes, init, ..base }
     }
 
     /// Inception options of the variant.
