@@ -1,10 +1,12 @@
 //! Measures what GoogLeNet's auxiliary classifiers do to the gradients
-//! that reach the early layers: the same network is trained twice from the
-//! same initial weights, data order and dropout seeds, once with the
+//! that reach the early layers. Szegedy et al. ("Going deeper with
+//! convolutions", CVPR 2015, "the paper" below) add them so that enough
+//! gradient reaches those layers. The same network is trained twice from
+//! the same initial weights, data order and dropout seeds, once with the
 //! auxiliary heads (loss = main + 0.3 x each auxiliary loss) and once
-//! without, and the L2 norm of the gradient of conv1, conv2 (the 1x1 and
-//! 3x3 convolutions that form the paper's second convolution row) and
-//! inception 3a is recorded at every iteration.
+//! without. At every iteration the example records the L2 norm of the
+//! gradient of conv1, conv2 (the 1x1 and 3x3 convolutions that form the
+//! paper's second convolution row) and inception 3a.
 //!
 //! ```text
 //! cargo run --release --example aux_gradients                      # both variants
@@ -47,7 +49,7 @@ enum InitArg {
 #[derive(Parser, Debug)]
 #[command(about = "Train GoogLeNet with and without auxiliary classifiers and record the early layers' gradient norms")]
 struct Args {
-    /// Which GoogLeNet variant to measure.
+    /// GoogLeNet variant to measure.
     #[arg(long, value_enum, default_value = "both")]
     variant: VariantArg,
     /// Optimiser steps per run.
@@ -87,7 +89,7 @@ const GROUPS: [(&str, &[&str]); 4] = [
     ("inception3a", &["inception3a."]),
 ];
 
-/// What one iteration of one run recorded.
+/// Values recorded at one iteration of one run.
 struct Record {
     loss: f64,
     main_loss: f64,

@@ -54,7 +54,7 @@ pub enum TrainError {
     Checkpoint {
         /// File involved.
         path: PathBuf,
-        /// What is missing or invalid.
+        /// Missing or invalid part of the file.
         reason: String,
     },
 }
@@ -226,8 +226,8 @@ fn dropout_seed(seed: u64, step: usize) -> u64 {
     seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((step as u64) << 16)
 }
 
-/// A 64-bit FNV-1a hash of a data set's shape, labels and every 97th
-/// pixel, so a resumed run notices a different training set of the same size.
+/// Returns a 64-bit FNV-1a hash of a data set's shape, labels and every
+/// 97th pixel, so a resumed run notices a different training set of the same size.
 pub fn data_fingerprint(data: &Dataset) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut feed = |value: u64| {

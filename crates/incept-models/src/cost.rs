@@ -1,5 +1,6 @@
 //! Parameter and multiply-accumulate counts per layer, in the row
-//! structure of Table 1 of the GoogLeNet paper, computed from a built model.
+//! structure of Table 1 of Szegedy et al., "Going deeper with convolutions"
+//! (CVPR 2015), "the paper" below, computed from a built model.
 
 use std::fmt::Write as _;
 
