@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use incept_tensor::broadcast::sum_to;
@@ -33,14 +33,14 @@ static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(0);
 /// Cloning a `Var` is cheap (the tensor is shared).
 #[derive(Clone, Debug)]
 pub struct Var<T: Float = f32> {
-    value: Rc<Tensor<T>>,
+    value: Arc<Tensor<T>>,
     node: Option<(u64, usize)>,
 }
 
 impl<T: Float> Var<T> {
     /// Wraps a value that no gradient flows into (an input image, say).
     pub fn constant(value: Tensor<T>) -> Self {
-        Var { value: Rc::new(value), node: None }
+        Var { value: Arc::new(value), node: None }
     }
 
     /// Returns the tensor of this variable.
@@ -59,8 +59,8 @@ impl<T: Float> Var<T> {
     }
 
     /// Returns the tensor, shared with this variable (no copy).
-    pub fn shared_value(&self) -> Rc<Tensor<T>> {
-        Rc::clone(&self.value)
+    pub fn shared_value(&self) -> Arc<Tensor<T>> {
+        Arc::clone(&self.value)
     }
 }
 
@@ -124,7 +124,7 @@ impl<T: Float> Tape<T> {
     pub fn leaf(&self, value: Tensor<T>) -> Var<T> {
         let dims = value.dims().to_vec();
         let node = self.recording.then(|| self.push(Node { dims, inputs: Vec::new(), backward: None, param: None }));
-        Var { value: Rc::new(value), node }
+        Var { value: Arc::new(value), node }
     }
 
     /// Returns the current value of a parameter, recorded so that the backward pass
@@ -146,7 +146,7 @@ impl<T: Float> Tape<T> {
     /// # Panics
     /// If an input was recorded on another tape: mixing tapes is a bug in the
     /// calling code, not a data error.
-    pub fn record(&self, value: impl Into<Rc<Tensor<T>>>, inputs: &[&Var<T>], backward: BackwardFn<T>) -> Var<T> {
+    pub fn record(&self, value: impl Into<Arc<Tensor<T>>>, inputs: &[&Var<T>], backward: BackwardFn<T>) -> Var<T> {
         let value = value.into();
         let ids: Vec<Option<usize>> = inputs
             .iter()

@@ -432,7 +432,7 @@ fn inference_tape_records_nothing() {
     assert!(matches!(tape.backward(&loss), Err(AutogradError::NotRecorded)));
     // The parameter's tensor is shared, not copied, and no other reference to it remains.
     drop((y, loss));
-    assert_eq!(std::rc::Rc::strong_count(&p.value()), 2);
+    assert_eq!(std::sync::Arc::strong_count(&p.value()), 2);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Optimisers, schedules and end-to-end learning on synthetic tasks.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use incept_autograd::{
     Adam, AdamConfig, CosineLr, LinearWarmup, LrSchedule, OneCycleLr, Parameter, Sgd, SgdConfig, StepLr, Tape, Var,
@@ -179,12 +179,12 @@ fn backward_frees_every_saved_activation() {
     drop((conv, activated, pooled));
     // Before the walk, the convolution's gradient rule keeps the input for
     // the weight gradient. (ReLU saves its output, not the convolution's.)
-    assert!(Rc::strong_count(&input) > 2, "the tape must keep the input for the weight gradient");
+    assert!(Arc::strong_count(&input) > 2, "the tape must keep the input for the weight gradient");
     tape.backward(&loss).unwrap();
     // After it, only `x` and the local handles remain.
-    assert_eq!(Rc::strong_count(&input), 2, "x and `input`");
-    assert_eq!(Rc::strong_count(&hidden), 1, "only `hidden`");
-    assert_eq!(Rc::strong_count(&w.value()), 2, "the parameter and this temporary");
+    assert_eq!(Arc::strong_count(&input), 2, "x and `input`");
+    assert_eq!(Arc::strong_count(&hidden), 1, "only `hidden`");
+    assert_eq!(Arc::strong_count(&w.value()), 2, "the parameter and this temporary");
 }
 
 /// The fixture's formulas, as `tools/make_optimizer_fixtures.py` computes them.

@@ -1,9 +1,9 @@
 //! The forward context, the `Module` and `Layer` traits, named buffers and
 //! weight initialisation that every layer shares.
 
-use std::cell::{Cell, Ref, RefCell};
+use std::cell::Cell;
 use std::fmt;
-use std::rc::Rc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use incept_autograd::{Parameter, Tape, Var};
 use incept_tensor::{Float, Tensor};
@@ -66,7 +66,7 @@ pub enum BufferKind {
 struct BufferInner<T: Float> {
     name: String,
     kind: BufferKind,
-    value: RefCell<Tensor<T>>,
+    value: RwLock<Tensor<T>>,
 }
 
 /// A named tensor that belongs to a module's state but is not trained:
@@ -75,18 +75,18 @@ struct BufferInner<T: Float> {
 /// PyTorch equivalent: a tensor registered with `register_buffer`; the name
 /// is its `state_dict` key. Cloning a `Buffer` clones a handle.
 #[derive(Clone)]
-pub struct Buffer<T: Float = f32>(Rc<BufferInner<T>>);
+pub struct Buffer<T: Float = f32>(Arc<BufferInner<T>>);
 
 impl<T: Float> fmt::Debug for Buffer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Buffer({:?}, {:?}, {:?})", self.0.name, self.0.kind, self.0.value.borrow().dims())
+        write!(f, "Buffer({:?}, {:?}, {:?})", self.0.name, self.0.kind, self.value().dims())
     }
 }
 
 impl<T: Float> Buffer<T> {
     /// Creates a buffer.
     pub fn new(name: impl Into<String>, kind: BufferKind, value: Tensor<T>) -> Self {
-        Buffer(Rc::new(BufferInner { name: name.into(), kind, value: RefCell::new(value) }))
+        Buffer(Arc::new(BufferInner { name: name.into(), kind, value: RwLock::new(value) }))
     }
 
     /// Name, as in a PyTorch `state_dict`.
@@ -99,12 +99,12 @@ impl<T: Float> Buffer<T> {
         self.0.kind
     }
 
-    /// Borrows the current value.
-    ///
-    /// # Panics
-    /// If the buffer is being updated at the same time (a `RefCell` borrow rule).
-    pub fn value(&self) -> Ref<'_, Tensor<T>> {
-        self.0.value.borrow()
+    /// Borrows the current value; readers on other threads may hold it at
+    /// the same time.
+    pub fn value(&self) -> RwLockReadGuard<'_, Tensor<T>> {
+        // Writers replace or update the value in one step, so a lock poisoned
+        // by a panic elsewhere still guards a whole tensor.
+        self.0.value.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Replaces the value.
@@ -112,14 +112,16 @@ impl<T: Float> Buffer<T> {
     /// # Errors
     /// [`ModelError::Tensor`] if `value` does not have the current shape.
     pub fn set_value(&self, value: Tensor<T>) -> Result<()> {
-        self.0.value.borrow().expect_same_shape("Buffer::set_value", &value)?;
-        *self.0.value.borrow_mut() = value;
-        Ok(())
+        self.update(|current| -> Result<()> {
+            current.expect_same_shape("Buffer::set_value", &value)?;
+            *current = value;
+            Ok(())
+        })
     }
 
     /// Changes the value in place through `f`.
     pub fn update<R>(&self, f: impl FnOnce(&mut Tensor<T>) -> R) -> R {
-        f(&mut self.0.value.borrow_mut())
+        f(&mut self.0.value.write().unwrap_or_else(PoisonError::into_inner))
     }
 }
 

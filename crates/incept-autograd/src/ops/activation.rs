@@ -1,6 +1,6 @@
 //! Differentiable ReLU and dropout.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use incept_tensor::elementwise::{dropout_mask, mul, relu, relu_backward};
 use incept_tensor::{Float, Tensor};
@@ -10,8 +10,8 @@ use crate::{AutogradError, Result, Tape, Var};
 impl<T: Float> Tape<T> {
     /// `max(x, 0)`; the backward pass shares the output instead of saving the input.
     pub fn relu(&self, x: &Var<T>) -> Var<T> {
-        let y = Rc::new(relu(x.value()));
-        let y_saved = (self.is_recording() && x.requires_grad()).then(|| Rc::clone(&y));
+        let y = Arc::new(relu(x.value()));
+        let y_saved = (self.is_recording() && x.requires_grad()).then(|| Arc::clone(&y));
         self.record(
             y,
             &[x],

@@ -1,6 +1,6 @@
 //! Differentiable arithmetic and shape operations.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use incept_tensor::elementwise::{
     add, add_scalar, concat_channels, concat_channels_relu, div, exp, ln, mul, relu_backward, scale, slice_channels,
@@ -78,8 +78,8 @@ impl<T: Float> Tape<T> {
 
     /// `e^x`; the backward pass shares the output, which is its own derivative.
     pub fn exp(&self, x: &Var<T>) -> Var<T> {
-        let y = Rc::new(exp(x.value()));
-        let y_saved = Rc::clone(&y);
+        let y = Arc::new(exp(x.value()));
+        let y_saved = Arc::clone(&y);
         self.record(y, &[x], Box::new(move |dy: &Tensor<T>| Ok(vec![Some(mul(dy, &y_saved)?)])))
     }
 
@@ -92,8 +92,8 @@ impl<T: Float> Tape<T> {
 
     /// Square root; its gradient is `dy / (2 sqrt(x))`.
     pub fn sqrt(&self, x: &Var<T>) -> Var<T> {
-        let y = Rc::new(sqrt(x.value()));
-        let y_saved = Rc::clone(&y);
+        let y = Arc::new(sqrt(x.value()));
+        let y_saved = Arc::clone(&y);
         self.record(
             y,
             &[x],
@@ -161,10 +161,10 @@ impl<T: Float> Tape<T> {
     /// As [`incept_tensor::elementwise::concat_channels_relu`].
     pub fn concat_channels_relu(&self, xs: &[&Var<T>], relu: &[bool]) -> Result<Var<T>> {
         let values: Vec<&Tensor<T>> = xs.iter().map(|v| v.value()).collect();
-        let y = Rc::new(concat_channels_relu(&values, relu)?);
+        let y = Arc::new(concat_channels_relu(&values, relu)?);
         let channels: Vec<usize> = xs.iter().map(|v| v.dims()[1]).collect();
         let relu = relu.to_vec();
-        let y_saved = (self.is_recording() && relu.iter().any(|&r| r)).then(|| Rc::clone(&y));
+        let y_saved = (self.is_recording() && relu.iter().any(|&r| r)).then(|| Arc::clone(&y));
         Ok(self.record(
             y,
             xs,

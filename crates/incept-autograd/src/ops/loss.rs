@@ -1,6 +1,6 @@
 //! Differentiable log-softmax and cross-entropy.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use incept_tensor::softmax::{
     cross_entropy_smoothed, cross_entropy_smoothed_backward, log_softmax, log_softmax_axis, log_softmax_axis_backward,
@@ -16,8 +16,8 @@ impl<T: Float> Tape<T> {
     /// # Errors
     /// As [`incept_tensor::softmax::log_softmax`].
     pub fn log_softmax(&self, x: &Var<T>) -> Result<Var<T>> {
-        let y = Rc::new(log_softmax(x.value())?);
-        let y_saved = Rc::clone(&y);
+        let y = Arc::new(log_softmax(x.value())?);
+        let y_saved = Arc::clone(&y);
         Ok(self.record(y, &[x], Box::new(move |dy: &Tensor<T>| Ok(vec![Some(log_softmax_backward(&y_saved, dy)?)]))))
     }
 
@@ -26,8 +26,8 @@ impl<T: Float> Tape<T> {
     /// # Errors
     /// As [`incept_tensor::softmax::log_softmax_axis`].
     pub fn log_softmax_axis(&self, x: &Var<T>, axis: usize) -> Result<Var<T>> {
-        let y = Rc::new(log_softmax_axis(x.value(), axis)?);
-        let y_saved = Rc::clone(&y);
+        let y = Arc::new(log_softmax_axis(x.value(), axis)?);
+        let y_saved = Arc::clone(&y);
         Ok(self.record(
             y,
             &[x],
@@ -40,8 +40,8 @@ impl<T: Float> Tape<T> {
     /// # Errors
     /// As [`incept_tensor::softmax::softmax`].
     pub fn softmax(&self, x: &Var<T>, axis: usize) -> Result<Var<T>> {
-        let y = Rc::new(softmax(x.value(), axis)?);
-        let y_saved = Rc::clone(&y);
+        let y = Arc::new(softmax(x.value(), axis)?);
+        let y_saved = Arc::clone(&y);
         Ok(self.record(y, &[x], Box::new(move |dy: &Tensor<T>| Ok(vec![Some(softmax_backward(&y_saved, dy, axis)?)]))))
     }
 

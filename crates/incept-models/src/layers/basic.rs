@@ -195,7 +195,7 @@ impl<T: Float> Layer<T> for Flatten {
 /// assert_eq!(y.dims(), &[2, 3]);
 /// ```
 pub struct Sequential<T: Float = f32> {
-    layers: Vec<Box<dyn Layer<T>>>,
+    layers: Vec<Box<dyn Layer<T> + Send + Sync>>,
 }
 
 impl<T: Float> Default for Sequential<T> {
@@ -211,13 +211,13 @@ impl<T: Float> Sequential<T> {
     }
 
     /// Appends a layer.
-    pub fn push(mut self, layer: impl Layer<T> + 'static) -> Self {
+    pub fn push(mut self, layer: impl Layer<T> + Send + Sync + 'static) -> Self {
         self.layers.push(Box::new(layer));
         self
     }
 
     /// The layers in order.
-    pub fn layers(&self) -> &[Box<dyn Layer<T>>] {
+    pub fn layers(&self) -> &[Box<dyn Layer<T> + Send + Sync>] {
         &self.layers
     }
 }
