@@ -552,6 +552,18 @@ mod tests {
     }
 
     #[test]
+    fn two_to_the_31_images_in_one_kilobyte_rejected() {
+        let dir = TempDir::new("2-31");
+        // 2^31 images of 28x28 declared, 1,024 bytes in the file.
+        let path = dir.write("images.idx", &idx_images_bytes(1 << 31, 28, 28, &[0; 1008]));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1024);
+
+        let reason = format_reason(read_idx_images(&path));
+        assert!(reason.contains("declares 1683627180032 pixel bytes"), "{reason}");
+        assert!(reason.contains("found 1024"), "{reason}");
+    }
+
+    #[test]
     fn huge_gzip_header_rejected() {
         let dir = TempDir::new("huge-gzip");
         // The header claims 10^12 pixel bytes. The deflate ratio check must
