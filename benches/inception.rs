@@ -152,7 +152,7 @@ fn bench_bottleneck(c: &mut Criterion) {
 }
 
 /// Inception configs compared naive against bottleneck, with the side of
-/// the map each sees in the 224x224 network.
+/// each one's input map in the 224x224 network.
 const MODULE_CASES: [(usize, usize); 3] = [(0, 28), (6, 14), (8, 7)];
 
 /// Naive against bottleneck Inception module (the paper's: biases, true

@@ -24,7 +24,7 @@ enum VariantArg {
 #[derive(Parser, Debug)]
 #[command(about = "Print GoogLeNet's parameters and multiply-accumulates per layer (Table 1 of the paper)")]
 struct Args {
-    /// Which GoogLeNet to build.
+    /// GoogLeNet variant to build.
     #[arg(long, value_enum, default_value = "paper")]
     variant: VariantArg,
     /// Print CSV instead of the table (main network rows, then auxiliary heads).
@@ -82,7 +82,7 @@ fn differs(computed: f64, (published, decimals): (f64, usize)) -> bool {
     (round_to(computed, decimals) - published).abs() > TOLERANCE * published
 }
 
-/// A one-line reason for a flagged row, derived from the numbers.
+/// Derives a one-line reason for a flagged row from the numbers.
 fn explain(row: &CostRow, published: &Published, variant: Variant, params_off: bool, ops_off: bool) -> String {
     let pixels = (row.output[0] * row.output[1]) as f64;
     if variant == Variant::Torchvision && row.kind == "inception" {

@@ -3,9 +3,9 @@
 # tests or CI. Usage: fuzz/run.sh [SECONDS] [TARGET...]
 # Default: 600 seconds for each of the four targets, run in parallel.
 #
-# cargo-fuzz's address sanitizer needs a nightly toolchain; with the stable
+# cargo-fuzz's address sanitizer needs a nightly toolchain. With the stable
 # toolchain the targets build with --sanitizer none (coverage-guided, no
-# ASan), which catches panics, aborts, timeouts and memory over the limit.
+# ASan), which still catches panics, aborts, timeouts and memory over the limit.
 set -euo pipefail
 cd "$(dirname "$0")"
 

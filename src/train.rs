@@ -187,7 +187,7 @@ fn predictions(logits: &Tensor<f32>) -> Vec<usize> {
 ///
 /// # Errors
 /// [`TrainError::Diverged`] (with step and epoch 0) if a logit is not
-/// finite, because an accuracy computed from NaN would be meaningless; any
+/// finite, because an accuracy computed from NaN would be meaningless. Any
 /// error of the forward pass.
 pub fn evaluate(net: &GoogLeNet, data: &Dataset, batch_size: usize) -> Result<Evaluation> {
     let classes = data.num_classes();
@@ -332,12 +332,12 @@ impl Trainer {
         })
     }
 
-    /// The options of the run.
+    /// Returns the options of the run.
     pub fn config(&self) -> &TrainConfig {
         &self.config
     }
 
-    /// The network being trained.
+    /// Returns the network being trained.
     pub fn net(&self) -> &GoogLeNet {
         &self.net
     }

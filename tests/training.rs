@@ -183,7 +183,7 @@ fn resume_rejects_other_training_data() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A fresh directory under the system temp dir, unique per test.
+/// Creates a fresh directory under the system temp dir, unique per test.
 fn tempdir() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static COUNTER: AtomicUsize = AtomicUsize::new(0);

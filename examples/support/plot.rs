@@ -39,8 +39,8 @@ static FONT: Once = Once::new();
 fn register_embedded_font() {
     FONT.call_once(|| {
         let bytes: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-        // Registration fails only for bytes that are not a font, which the
-        // embedded file is not.
+        // Registration fails only for bytes that are not a font; if it did,
+        // the labels would be missing and drawing reports the error.
         let _ = register_font("sans-serif", FontStyle::Normal, bytes);
     });
 }

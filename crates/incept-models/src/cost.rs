@@ -67,7 +67,7 @@ impl CostRow {
         }
     }
 
-    /// The output formatted as the paper prints it, `112x112x64`.
+    /// Formats the output as the paper prints it, `112x112x64`.
     pub fn output_string(&self) -> String {
         let [h, w, c] = self.output;
         format!("{h}x{w}x{c}")

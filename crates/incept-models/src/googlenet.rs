@@ -138,7 +138,7 @@ impl GoogLeNetConfig {
     /// Returns a network of `variant` with the small-input stem for
     /// `in_channels` x 28x28 or 32x32 images and `num_classes` classes. The
     /// torchvision variant starts from PyTorch's default initialisation, the
-    /// one the training example was tuned with; the paper variant keeps He
+    /// one the training example was tuned with. The paper variant keeps He
     /// initialisation, because without batch norm it does not train from
     /// PyTorch's default.
     pub fn small(variant: Variant, in_channels: usize, num_classes: usize) -> Self {
@@ -753,7 +753,7 @@ impl<T: Float> GoogLeNet<T> {
         Ok(GoogLeNetOutput { logits, aux })
     }
 
-    /// Every module with parameters or buffers, in state-dict order.
+    /// Returns every module with parameters or buffers, in state-dict order.
     fn children(&self) -> Vec<&dyn Module<T>> {
         let mut children: Vec<&dyn Module<T>> = vec![&self.conv1, &self.conv2, &self.conv3];
         children.extend(self.inceptions.iter().map(|m| m as &dyn Module<T>));

@@ -43,7 +43,7 @@ pub enum InceptionKind {
     Bottleneck,
 }
 
-/// How an Inception module builds its convolutions.
+/// Construction options of an Inception module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InceptionOptions {
     /// Naive or bottleneck.
@@ -65,7 +65,7 @@ impl InceptionOptions {
     pub const TORCHVISION: InceptionOptions =
         InceptionOptions { kind: InceptionKind::Bottleneck, norm: ConvNorm::BatchNorm, branch3_kernel: 3 };
 
-    /// The same options with another kind.
+    /// Returns the same options with another kind.
     pub fn with_kind(self, kind: InceptionKind) -> Self {
         InceptionOptions { kind, ..self }
     }
@@ -253,7 +253,7 @@ impl<T: Float> Inception<T> {
         self.options
     }
 
-    /// The six Table 1 columns read back from the built convolutions. In
+    /// Returns the six Table 1 columns read back from the built convolutions. In
     /// the naive module the reduce and projection columns are 0.
     pub fn config(&self) -> InceptionConfig {
         let reduce_and_out = |branch: &[BasicConv2d<T>]| match branch {
@@ -279,7 +279,7 @@ impl<T: Float> Inception<T> {
         self.config().c_out_of(self.options.kind)
     }
 
-    /// Every convolution block, branch by branch.
+    /// Returns every convolution block, branch by branch.
     fn blocks(&self) -> impl Iterator<Item = &BasicConv2d<T>> {
         std::iter::once(&self.branch1).chain(&self.branch2).chain(&self.branch3).chain(&self.branch4)
     }

@@ -142,7 +142,7 @@ fn gap_saving_is_51_4m_weights() {
 }
 
 #[test]
-fn csv_has_the_exact_header_and_one_line_per_row() {
+fn csv_header_and_rows() {
     let net = GoogLeNet::<f32>::new(GoogLeNetConfig::paper()).unwrap();
     let summary = net.cost_summary(224, 224).unwrap();
     let csv = summary.to_csv();

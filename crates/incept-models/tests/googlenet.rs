@@ -1,6 +1,9 @@
 //! Inception and GoogLeNet: shapes, names, parameter and multiply-accumulate
 //! counts, and f64 gradient checks.
 
+mod common;
+
+use common::torchvision_keys;
 use std::collections::HashSet;
 
 use incept_autograd::{Parameter, Tape, Var, check_gradients};
@@ -100,20 +103,6 @@ fn torchvision_totals_match_torchvision() {
     let without =
         GoogLeNet::<f32>::new(GoogLeNetConfig { aux_logits: false, ..GoogLeNetConfig::torchvision() }).unwrap();
     assert_eq!(without.num_parameters(), 6_624_904);
-}
-
-/// Reads `name<TAB>dims<TAB>dtype` lines written by tools/make_fixtures.py.
-fn torchvision_keys(file: &str) -> Vec<(String, Vec<usize>, String)> {
-    let path = format!("{}/../../tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            let fields: Vec<&str> = line.split('\t').collect();
-            let dims = fields[1].split(',').filter(|d| !d.is_empty()).map(|d| d.parse().unwrap()).collect();
-            (fields[0].to_string(), dims, fields[2].to_string())
-        })
-        .collect()
 }
 
 #[test]

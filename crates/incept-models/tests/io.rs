@@ -1,6 +1,9 @@
 //! Saving and loading safetensors checkpoints: round trips, files in
 //! PyTorch's layout, malformed files, mismatched state dicts and atomic saves.
 
+mod common;
+
+use common::torchvision_keys;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -195,20 +198,6 @@ fn pytorch_layout_file_loads() {
         |m: &GoogLeNet<f32>| snapshot(m).into_iter().filter(|(n, _, _)| !n.ends_with("tracked")).collect::<Vec<_>>();
     assert!(params(&net) == params(&source), "weights and running statistics must load unchanged");
     fs::remove_dir_all(&dir).unwrap();
-}
-
-/// Reads `name<TAB>dims<TAB>dtype` lines written by tools/make_fixtures.py.
-fn torchvision_keys(file: &str) -> Vec<(String, Vec<usize>, String)> {
-    let path = format!("{}/../../tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            let fields: Vec<&str> = line.split('\t').collect();
-            let dims = fields[1].split(',').filter(|d| !d.is_empty()).map(|d| d.parse().unwrap()).collect();
-            (fields[0].to_string(), dims, fields[2].to_string())
-        })
-        .collect()
 }
 
 /// Writes a file with torchvision's exact keys, shapes and dtypes. Tensor

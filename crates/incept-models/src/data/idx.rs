@@ -552,7 +552,7 @@ mod tests {
     }
 
     #[test]
-    fn two_to_the_31_images_in_one_kilobyte_rejected() {
+    fn idx_2_pow_31_images_rejected() {
         let dir = TempDir::new("2-31");
         // 2^31 images of 28x28 declared, 1,024 bytes in the file.
         let path = dir.write("images.idx", &idx_images_bytes(1 << 31, 28, 28, &[0; 1008]));

@@ -216,7 +216,7 @@ impl<T: Float> Sequential<T> {
         self
     }
 
-    /// The layers in order.
+    /// Returns the layers in order.
     pub fn layers(&self) -> &[Box<dyn Layer<T> + Send + Sync>] {
         &self.layers
     }

@@ -105,7 +105,7 @@ impl<T: Float> Layer<T> for Conv2d<T> {
     }
 }
 
-/// What follows the convolution in a [`BasicConv2d`] before the ReLU.
+/// Normalisation between the convolution and the ReLU of a [`BasicConv2d`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvNorm {
     /// Convolution without bias, then batch norm with eps 0.001, as

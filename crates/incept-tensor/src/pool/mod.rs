@@ -81,7 +81,7 @@ fn pool_out_size(size: usize, kernel: usize, stride: usize, padding: usize, ceil
     if stride == 0 || kernel == 0 {
         return None;
     }
-    // i128 holds every usize sum below, and floor division matches
+    // i128 represents every usize sum below, and floor division matches
     // PyTorch's div_rtn for a negative numerator.
     let (size, kernel, stride, padding) = (size as i128, kernel as i128, stride as i128, padding as i128);
     let numerator = size + 2 * padding - kernel + if ceil_mode { stride - 1 } else { 0 };

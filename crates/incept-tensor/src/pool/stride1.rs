@@ -15,13 +15,15 @@ use crate::Float;
 pub(crate) struct Stride1Scratch<T> {
     padded: Vec<T>,
     best: Vec<T>,
-    /// Padded-plane position of each output's current winner.
+    /// Number of the window tap that currently wins each output.
     winner: Vec<u32>,
+    /// Input-index offset of each window tap, filled once per plane.
+    tap_delta: Vec<isize>,
 }
 
 impl<T> Default for Stride1Scratch<T> {
     fn default() -> Self {
-        Stride1Scratch { padded: Vec::new(), best: Vec::new(), winner: Vec::new() }
+        Stride1Scratch { padded: Vec::new(), best: Vec::new(), winner: Vec::new(), tap_delta: Vec::new() }
     }
 }
 
@@ -98,7 +100,7 @@ pub(crate) fn max_plane_stride1_with_indices<T: Float>(
 ) -> bool {
     debug_assert_eq!(params.stride, (1, 1));
     let geometry = pad(plane, sizes, params, scratch);
-    let Stride1Scratch { padded, best, winner } = scratch;
+    let Stride1Scratch { padded, best, winner, tap_delta } = scratch;
     best.clear();
     best.resize(geometry.extent, T::neg_infinity());
     winner.clear();
@@ -126,8 +128,8 @@ pub(crate) fn max_plane_stride1_with_indices<T: Float>(
     let (p_h, p_w) = (params.padding.0 as isize, params.padding.1 as isize);
     let w_in = sizes.w_in as isize;
     let k_w = params.kernel.1;
-    let tap_delta: Vec<isize> =
-        (0..params.kernel.0 * k_w).map(|t| (t / k_w) as isize * w_in + (t % k_w) as isize).collect();
+    tap_delta.clear();
+    tap_delta.extend((0..params.kernel.0 * k_w).map(|t| (t / k_w) as isize * w_in + (t % k_w) as isize));
     let mut complete = true;
     for oy in 0..sizes.h_out {
         let row = oy * geometry.w_pad;
