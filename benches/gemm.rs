@@ -1,6 +1,8 @@
-//! Criterion benchmarks of f32 `gemm` (one thread) and `gemm_par` (rows of C
-//! split across rayon workers) on square matrices and on the per-image GEMMs
-//! of the convolutions in `benches/conv.rs`.
+//! Criterion benchmarks of f32 `gemm` (one thread), `gemm_par` (rows of C
+//! split across rayon workers) and incept's packed GEMM (`gemm_f32` with each
+//! SIMD backend this CPU supports, tiles split across rayon workers) on
+//! square matrices and on the per-image GEMMs of the convolutions in
+//! `benches/conv.rs`.
 //!
 //! Throughput is in multiply-accumulates (MAC): criterion's `elem/s` is
 //! MAC/s, and 1 MAC = 2 FLOP, so GFLOP/s = 2 x the printed Gelem/s.
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use incept::tensor::gemm::{MatMut, MatRef, gemm, gemm_par};
+use incept::tensor::gemm::{GemmBackend, MatMut, MatRef, gemm, gemm_f32, gemm_par};
 
 /// Shape of `C <- A * B` with `A` of `m x k` and `B` of `k x n`, all row-major.
 struct GemmShape {
@@ -86,6 +88,15 @@ fn bench_shapes(c: &mut Criterion, group_name: &str, shapes: &[GemmShape]) {
                 gemm_par(1.0, a, b, 0.0, &mut out);
             });
         });
+        for backend in [GemmBackend::Avx2, GemmBackend::Avx512].into_iter().filter(|b| b.is_supported()) {
+            group.bench_function(format!("packed_{backend}/{}", shape.name), |bencher| {
+                bencher.iter(|| {
+                    let a = MatRef::row_major(black_box(&a), m, k);
+                    let b = MatRef::row_major(black_box(&b), k, n);
+                    gemm_f32(backend, a, b, 0.0, MatMut::row_major(&mut out, m, n)).unwrap();
+                });
+            });
+        }
     }
     group.finish();
 }

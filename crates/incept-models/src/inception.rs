@@ -211,7 +211,7 @@ impl<T: Float> Inception<T> {
         init: &mut Init,
     ) -> Result<Self> {
         let k3 = options.branch3_kernel;
-        if k3 % 2 == 0 {
+        if k3.is_multiple_of(2) {
             return Err(ModelError::Config(format!(
                 "{name}: branch3_kernel = {k3} must be odd so that padding {0} keeps the size",
                 k3 / 2

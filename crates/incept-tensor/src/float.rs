@@ -38,6 +38,19 @@ pub trait Float: num_traits::Float + Default + Debug + Display + Sum + Send + Sy
         csc: isize,
     );
 
+    /// The slice as `f32`, when `Self` is `f32`: the kernels that exist for
+    /// `f32` only (incept's packed GEMM) take this way in.
+    fn as_f32_slice(values: &[Self]) -> Option<&[f32]> {
+        let _ = values;
+        None
+    }
+
+    /// As [`Float::as_f32_slice`], mutably.
+    fn as_f32_slice_mut(values: &mut [Self]) -> Option<&mut [f32]> {
+        let _ = values;
+        None
+    }
+
     /// Converts from `f64`, rounding to nearest.
     fn from_f64(x: f64) -> Self;
 
@@ -72,6 +85,14 @@ impl Float for f32 {
         // SAFETY: the caller guarantees that every addressed element is in
         // bounds and that C does not alias A or B.
         unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+    }
+
+    fn as_f32_slice(values: &[f32]) -> Option<&[f32]> {
+        Some(values)
+    }
+
+    fn as_f32_slice_mut(values: &mut [f32]) -> Option<&mut [f32]> {
+        Some(values)
     }
 
     fn from_f64(x: f64) -> f32 {

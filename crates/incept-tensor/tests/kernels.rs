@@ -5,6 +5,7 @@ use incept_tensor::conv::{Conv2dParams, conv2d, conv2d_backward, conv2d_relu};
 use incept_tensor::elementwise::{
     add_scalar, concat_channels, dropout_mask, exp, ln, max_all, mean_all, relu, relu_backward, slice_channels, sqrt,
 };
+use incept_tensor::gemm::{GemmBackend, with_backend};
 use incept_tensor::linear::{linear, linear_backward};
 use incept_tensor::lrn::{LrnParams, lrn};
 use incept_tensor::pool::{
@@ -156,6 +157,74 @@ fn conv2d_backward_matches_reference() {
         let without_dx = conv2d_backward(&x, &w, &dy, case.params, false).unwrap();
         assert!(without_dx.input.is_none());
         assert_close(&without_dx.weight, &dw, 1e-12, 1e-12, &format!("dw without dx {case:?}"));
+    }
+}
+
+/// Integer values in -3..=3: every product and sum in these tests is then
+/// exact in f32, so each backend must equal the f64 reference bit for bit.
+fn small_ints(dims: &[usize], seed: u64) -> Tensor<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let len = dims.iter().product();
+    Tensor::from_vec((0..len).map(|_| f64::from(rng.random_range(-3i32..=3))).collect(), dims).unwrap()
+}
+
+fn supported_backends() -> Vec<GemmBackend> {
+    GemmBackend::ALL.into_iter().filter(|b| b.is_supported()).collect()
+}
+
+/// Runs `conv2d`, `conv2d_relu` and `conv2d_backward` in f32 on `backend`
+/// with integer data and compares them with the f64 reference exactly.
+fn check_conv_exact(backend: GemmBackend, case: &ConvCase, seed: u64) {
+    let what = format!("{backend} {case:?}");
+    let x = small_ints(&case.x, seed);
+    let w = small_ints(&conv_weight_dims(case), seed + 1);
+    let b = small_ints(&[case.c_out], seed + 2);
+    let expected = reference::conv2d(&x, &w, Some(&b), case.params);
+    let (x32, w32, b32) = (x.cast::<f32>(), w.cast::<f32>(), b.cast::<f32>());
+    with_backend(backend, || {
+        let got = conv2d(&x32, &w32, Some(&b32), case.params).unwrap();
+        assert_eq!(got.cast::<f64>(), expected, "forward {what}");
+
+        let got = conv2d_relu(&x32, &w32, Some(&b32), case.params).unwrap();
+        assert_eq!(got.cast::<f64>(), relu(&expected), "forward with ReLU {what}");
+
+        let dy = small_ints(expected.dims(), seed + 3);
+        let (dx, dw, db) = reference::conv2d_backward(&x, &w, &dy, case.params);
+        let grads = conv2d_backward(&x32, &w32, &dy.cast(), case.params, true).unwrap();
+        assert_eq!(grads.input.unwrap().cast::<f64>(), dx, "input gradient {what}");
+        assert_eq!(grads.weight.cast::<f64>(), dw, "weight gradient {what}");
+        assert_eq!(grads.bias.cast::<f64>(), db, "bias gradient {what}");
+    })
+    .unwrap();
+}
+
+#[test]
+fn conv2d_backends_match_reference_exactly() {
+    // The last case spans three depth blocks of the packed GEMM (k = 576)
+    // and is large enough to be split across workers.
+    let large = conv_case([2, 64, 14, 14], 96, (3, 3), (1, 1), (1, 1), (1, 1));
+    let cases = conv_edge_cases().into_iter().chain(random_conv_cases(40, 11)).chain([large]);
+    for (i, case) in cases.enumerate() {
+        for backend in supported_backends() {
+            check_conv_exact(backend, &case, 5000 + 10 * i as u64);
+        }
+    }
+}
+
+#[test]
+fn conv2d_relu_keeps_nan_on_every_backend() {
+    let mut x = Tensor::<f32>::ones([2, 3, 5, 5]);
+    x.data_mut()[3 * 25 + 7] = f32::NAN; // image 1, channel 0, row 1, column 2
+    let w = Tensor::<f32>::full([4, 3, 1, 1], -1.0);
+    for backend in supported_backends() {
+        let y = with_backend(backend, || conv2d_relu(&x, &w, None, Conv2dParams::default()).unwrap()).unwrap();
+        for (i, v) in y.data().iter().enumerate() {
+            let in_nan_pixel = i / 100 == 1 && i % 25 == 7;
+            assert_eq!(v.is_nan(), in_nan_pixel, "{backend} element {i} is {v}");
+            if !in_nan_pixel {
+                assert_eq!(*v, 0.0, "{backend} element {i}");
+            }
+        }
     }
 }
 

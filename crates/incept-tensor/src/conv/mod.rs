@@ -7,12 +7,17 @@
 //! - input gradient: `dcols[K x P] = W^T * dY_n`, then `col2im` adds `dcols` into `dX_n`.
 //! - weight gradient: `dW[c_out x K] += dY_n * cols^T`; bias gradient: the sum of `dY`.
 //!
-//! Images are split across rayon workers, each owning one `cols` buffer. With
-//! a single image the GEMM itself is split over output-channel rows instead.
+//! On the portable GEMM backend, images are split across rayon workers,
+//! each owning one `cols` buffer; with a single image the GEMM itself is
+//! split over output-channel rows instead. For `f32` on the AVX2 and AVX-512
+//! backends the whole batch is one packed GEMM with im2col fused into its
+//! packing (see the `packed` module).
+
+mod packed;
 
 use rayon::prelude::*;
 
-use crate::gemm::{MatMut, MatRef, gemm, gemm_par};
+use crate::gemm::{MatMut, MatRef, MicroKernel, current_backend, gemm, gemm_par, micro_kernel};
 use crate::window::valid_outputs;
 use crate::{Float, Result, Tensor, TensorError};
 
@@ -354,18 +359,24 @@ fn conv2d_impl<T: Float>(
     relu: bool,
 ) -> Result<Tensor<T>> {
     let g = ConvGeometry::new(op, x, weight, params)?;
-    if let Some(bias) = bias {
-        if bias.dims() != [g.c_out] {
+    if let Some(bias) = bias
+        && bias.dims() != [g.c_out] {
             return Err(TensorError::mismatch(
                 op,
                 &[weight.dims(), bias.dims()],
                 format!("the bias must have shape [{}] (one value per output channel)", g.c_out),
             ));
         }
-    }
     let out_len = g.c_out * g.out_pixels();
     let mut y = Tensor::zeros([g.batch, g.c_out, g.h_out, g.w_out]);
     if out_len == 0 || g.batch == 0 {
+        return Ok(y);
+    }
+    if let Some(kernel) = packed_kernel::<T>()? {
+        let bias = bias.map(|b| f32_of(b.data()));
+        let (x, weight) = (f32_of(x.data()), f32_of(weight.data()));
+        let y_data = T::as_f32_slice_mut(y.data_mut()).expect("packed_kernel returns Some only for f32");
+        packed::forward(kernel, &g, x, weight, bias, relu, y_data);
         return Ok(y);
     }
     let epilogue = Epilogue { bias: bias.map(|b| b.data()), relu };
@@ -382,6 +393,18 @@ fn conv2d_impl<T: Float>(
         );
     }
     Ok(y)
+}
+
+/// The micro-kernel of the current GEMM backend when `T` is `f32`, else
+/// `None` (the portable path).
+///
+/// # Errors
+/// As [`current_backend`].
+fn packed_kernel<T: Float>() -> Result<Option<MicroKernel>> {
+    if T::as_f32_slice(&[]).is_none() {
+        return Ok(None);
+    }
+    Ok(micro_kernel(current_backend()?))
 }
 
 /// Gradients of [`conv2d`] with respect to its three inputs.
@@ -501,6 +524,9 @@ pub fn conv2d_backward<T: Float>(
     }
     let out_len = g.c_out * g.out_pixels();
     let mut dx = input_grad.then(|| Tensor::zeros(x.dims()));
+    if let Some(kernel) = packed_kernel::<T>()? {
+        return backward_packed(kernel, &g, x, weight, dy, dx);
+    }
     let (x_data, w_data, dy_data) = (x.data(), weight.data(), dy.data());
     let mut acc = BackwardAcc::new(&g);
     if g.batch > 0 && out_len > 0 {
@@ -550,4 +576,40 @@ pub fn conv2d_backward<T: Float>(
         weight: Tensor::from_vec(acc.weight, weight.dims())?,
         bias: Tensor::from_vec(acc.bias, [g.c_out])?,
     })
+}
+
+/// `values` as `f32`; only called on the packed path, which exists for `f32` only.
+fn f32_of<T: Float>(values: &[T]) -> &[f32] {
+    T::as_f32_slice(values).expect("packed_kernel returns Some only for f32")
+}
+
+/// [`conv2d_backward`] on the packed GEMM; `T` is `f32`.
+fn backward_packed<T: Float>(
+    kernel: MicroKernel,
+    g: &ConvGeometry,
+    x: &Tensor<T>,
+    weight: &Tensor<T>,
+    dy: &Tensor<T>,
+    mut dx: Option<Tensor<T>>,
+) -> Result<Conv2dGrads<T>> {
+    let (x_data, w_data, dy_data) = (f32_of(x.data()), f32_of(weight.data()), f32_of(dy.data()));
+    let mut dw = Tensor::<T>::zeros(weight.dims());
+    let mut db = Tensor::<T>::zeros([g.c_out]);
+    let pixels = g.out_pixels();
+    if g.batch > 0 && pixels > 0 {
+        // Bias gradient: per channel, the sum over images of the sum over pixels.
+        let db_data = T::as_f32_slice_mut(db.data_mut()).expect("T is f32");
+        for image in dy_data.chunks_exact(g.c_out * pixels) {
+            for (db, plane) in db_data.iter_mut().zip(image.chunks_exact(pixels)) {
+                *db += plane.iter().sum::<f32>();
+            }
+        }
+        let dw_data = T::as_f32_slice_mut(dw.data_mut()).expect("T is f32");
+        packed::weight_grad(kernel, g, x_data, dy_data, dw_data);
+        if let Some(dx) = dx.as_mut() {
+            let dx_data = T::as_f32_slice_mut(dx.data_mut()).expect("T is f32");
+            packed::input_grad(kernel, g, w_data, dy_data, dx_data);
+        }
+    }
+    Ok(Conv2dGrads { input: dx, weight: dw, bias: db })
 }

@@ -1,13 +1,83 @@
-//! General matrix multiply: the one place that calls `matrixmultiply`.
+//! General matrix multiply.
 //!
 //! Every entry point computes `C <- alpha * A * B + beta * C` with `A` of
 //! `m x k`, `B` of `k x n` and `C` of `m x n`. Each matrix is a slice plus a
 //! row and a column stride, so a transposed operand is the same slice with
 //! its strides swapped and costs no copy.
+//!
+//! Two implementations exist. [`gemm`] and [`gemm_par`] call
+//! `matrixmultiply` for any [`Float`]: the portable path. For `f32` on x86-64
+//! incept has its own packed GEMM with AVX-512 and AVX2 micro-kernels, whose
+//! B operand can be produced on the fly; the convolutions use it to read
+//! their input through im2col without writing a column matrix. [`GemmBackend`]
+//! selects between them, and [`gemm_f32`] runs a plain product on any of them.
+
+mod backend;
+mod kernels;
+pub(crate) mod packed;
 
 use rayon::prelude::*;
 
-use crate::Float;
+pub use backend::{BACKEND_ENV, GemmBackend, current_backend, with_backend};
+pub(crate) use kernels::{MAX_NR, MicroKernel};
+
+use crate::{Float, Result};
+
+/// The micro-kernel of `backend`, or `None` for the portable path.
+///
+/// # Panics
+/// If this CPU does not support `backend`; [`with_backend`] and
+/// [`current_backend`] never hand out such a backend.
+pub(crate) fn micro_kernel(backend: GemmBackend) -> Option<MicroKernel> {
+    assert!(backend.is_supported(), "the {backend} GEMM backend is not supported on this CPU");
+    match backend {
+        GemmBackend::Portable => None,
+        #[cfg(target_arch = "x86_64")]
+        GemmBackend::Avx2 => Some(kernels::AVX2),
+        #[cfg(target_arch = "x86_64")]
+        GemmBackend::Avx512 => Some(kernels::AVX512),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => None,
+    }
+}
+
+/// Computes `C <- A * B + beta * C` in `f32` with `backend`, splitting the
+/// work across rayon workers when the product is large and the caller is
+/// not itself a worker. When `beta` is zero, `C` is only written.
+///
+/// # Errors
+/// [`crate::TensorError::InvalidArgument`] if this CPU does not support
+/// `backend`.
+///
+/// # Panics
+/// If the inner or outer dimensions of `A`, `B` and `C` disagree.
+pub fn gemm_f32(
+    backend: GemmBackend,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    beta: f32,
+    c: MatMut<'_, f32>,
+) -> Result<()> {
+    with_backend(backend, || ())?;
+    assert_eq!(a.cols, b.rows, "gemm: A is {}x{} but B is {}x{}", a.rows, a.cols, b.rows, b.cols);
+    assert_eq!((a.rows, b.cols), (c.rows, c.cols), "gemm: A*B is {}x{} but C is {}x{}", a.rows, b.cols, c.rows, c.cols);
+    let Some(kernel) = micro_kernel(backend) else {
+        gemm(1.0, a, b, beta, c);
+        return Ok(());
+    };
+    let b_source = packed::StridedB::new(b.data, packed::Layout::matrix(b.rows, b.cols, b.row_stride, b.col_stride));
+    packed::gemm_packed(
+        kernel,
+        a.data,
+        packed::Layout::matrix(a.rows, a.cols, a.row_stride, a.col_stride),
+        &b_source,
+        c.data,
+        packed::Layout::matrix(c.rows, c.cols, c.row_stride, c.col_stride),
+        packed::Epilogue { beta, bias: None, relu: false },
+        true,
+    );
+    Ok(())
+}
 
 /// A read-only strided view of a matrix.
 #[derive(Clone, Copy, Debug)]
@@ -409,6 +479,77 @@ mod tests {
         assert!(m * k * n < PARALLEL_MIN_MACS, "{} MACs should stay below the threshold", m * k * n);
         check_gemm_par::<f32>(m, k, n);
         check_gemm_par::<f64>(m, k, n);
+    }
+
+    /// The backends this CPU can run.
+    fn supported_backends() -> Vec<GemmBackend> {
+        GemmBackend::ALL.into_iter().filter(|b| b.is_supported()).collect()
+    }
+
+    /// Checks `gemm_f32` on `backend` against the naive product for every
+    /// layout of A and B, with `beta = 0` on a C full of NaN and with
+    /// `beta = 1` on a C of ones.
+    fn check_backend(backend: GemmBackend, m: usize, k: usize, n: usize) {
+        let a = ints(m * k, m + 2 * k);
+        let b = ints(k * n, k + 3 * n);
+        let expected = naive(m, k, n, &a, &b);
+        for (a_transposed, b_transposed) in LAYOUTS {
+            let case = format!("{backend} {} m={m} k={k} n={n}", layout_name(a_transposed, b_transposed));
+            let a_op = Operand::<f32>::new(&a, m, k, a_transposed);
+            let b_op = Operand::<f32>::new(&b, k, n, b_transposed);
+            let mut c = vec![f32::NAN; m * n];
+            gemm_f32(backend, a_op.view(), b_op.view(), 0.0, MatMut::row_major(&mut c, m, n)).unwrap();
+            let got: Vec<f64> = c.iter().map(|&x| f64::from(x)).collect();
+            assert_eq!(got, expected, "{case}, beta 0");
+
+            let mut c = vec![1.0f32; m * n];
+            gemm_f32(backend, a_op.view(), b_op.view(), 1.0, MatMut::row_major(&mut c, m, n)).unwrap();
+            let got: Vec<f64> = c.iter().map(|&x| f64::from(x)).collect();
+            let plus_one: Vec<f64> = expected.iter().map(|x| x + 1.0).collect();
+            assert_eq!(got, plus_one, "{case}, beta 1");
+        }
+    }
+
+    #[test]
+    fn gemm_f32_backends_match_naive_on_tile_edges() {
+        for backend in supported_backends() {
+            for (i, &m) in EDGE_SIZES.iter().enumerate() {
+                let k = EDGE_SIZES[(i + 4) % EDGE_SIZES.len()];
+                let n = EDGE_SIZES[(i + 8) % EDGE_SIZES.len()];
+                check_backend(backend, m, k, n);
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_f32_backends_match_naive_across_blocks() {
+        // k = 600 spans three depth blocks of 256; n = 700 spans several
+        // column tasks; m = 67 leaves a partial row panel for both kernels;
+        // the product is large enough to be split across workers.
+        for backend in supported_backends() {
+            for &(m, k, n) in &[(67, 600, 129), (9, 5, 700), (300, 40, 33), (5, 0, 7)] {
+                check_backend(backend, m, k, n);
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_f32_backends_write_strided_c() {
+        let (m, k, n) = (19, 23, 37);
+        let a = cast::<f32>(&ints(m * k, 1));
+        let b = cast::<f32>(&ints(k * n, 2));
+        let expected = naive(m, k, n, &ints(m * k, 1), &ints(k * n, 2));
+        for backend in supported_backends() {
+            // C stored transposed: column stride m, so every tile goes through scratch.
+            let mut c_t = vec![f32::NAN; n * m];
+            let c_view = MatMut::strided(&mut c_t, m, n, 1, m);
+            gemm_f32(backend, MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), 0.0, c_view).unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    assert_eq!(f64::from(c_t[j * m + i]), expected[i * n + j], "{backend} C({i}, {j})");
+                }
+            }
+        }
     }
 
     #[test]
