@@ -13,6 +13,8 @@
 //! - input gradient: `dcols = W^T * dY` for a few images at a time, then
 //!   `col2im`; a pointwise convolution writes `dX = W^T * dY` directly.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::{ConvGeometry, col2im};
@@ -34,97 +36,123 @@ struct Im2col<'a> {
     x: &'a [f32],
     g: &'a ConvGeometry,
     first_channel: usize,
+    /// For each kernel row `i`, the output rows that read inside the image.
+    valid_oy: Vec<Range<usize>>,
+    /// For each kernel column `j`, the output columns that read inside the image.
+    valid_ox: Vec<Range<usize>>,
 }
 
 /// The same matrix transposed: row = pixel of the batch, column = patch
 /// element. This is B of the weight-gradient product.
 struct Im2colTransposed<'a>(Im2col<'a>);
 
-/// Where tap `p` of a patch reads: input channel and kernel offsets.
-#[derive(Clone, Copy)]
+/// A tap of the kernel: input channel and kernel row and column.
+#[derive(Clone, Copy, Debug)]
 struct Tap {
     channel: usize,
-    /// Kernel row times the vertical dilation.
-    dy: usize,
-    /// Kernel column times the horizontal dilation.
-    dx: usize,
+    i: usize,
+    j: usize,
 }
 
-/// A run of adjacent output pixels in one output row of one image.
+/// A run of adjacent output pixels in one output row of one image, and
+/// where it lands in the packed panel.
 #[derive(Clone, Copy, Default)]
 struct RowRun {
     image: usize,
     oy: usize,
     first_ox: usize,
     len: usize,
+    /// Distance of the run's first pixel from the first pixel packed.
+    offset: usize,
 }
 
-impl Im2col<'_> {
+/// Initial capacity of a pack call's run list: enough for a 32-pixel panel
+/// of 1-pixel-wide rows, and for a 256-pixel depth block of 4-pixel rows.
+const INLINE_RUNS: usize = 64;
+
+impl<'a> Im2col<'a> {
+    fn new(x: &'a [f32], g: &'a ConvGeometry, first_channel: usize) -> Self {
+        let (s_h, s_w) = g.params.stride;
+        let (p_h, p_w) = g.params.padding;
+        let (d_h, d_w) = g.params.dilation;
+        let valid_oy = (0..g.k_h).map(|i| valid_outputs(g.h_out, s_h, i * d_h, p_h, g.h_in)).collect();
+        let valid_ox = (0..g.k_w).map(|j| valid_outputs(g.w_out, s_w, j * d_w, p_w, g.w_in)).collect();
+        Im2col { x, g, first_channel, valid_oy, valid_ox }
+    }
+
+    /// The tap of patch row `p`.
     fn tap(&self, p: usize) -> Tap {
         let g = self.g;
         let taps = g.k_h * g.k_w;
-        let (i, j) = ((p % taps) / g.k_w, p % g.k_w);
-        Tap { channel: self.first_channel + p / taps, dy: i * g.params.dilation.0, dx: j * g.params.dilation.1 }
+        Tap { channel: self.first_channel + p / taps, i: (p % taps) / g.k_w, j: p % g.k_w }
     }
 
-    /// Calls `f(run, offset)` for the runs that cover batch pixels
-    /// `first..first + count`, `offset` being the run's distance from `first`.
-    fn for_each_run(&self, first: usize, count: usize, mut f: impl FnMut(RowRun, usize)) {
+    /// The tap of patch row `p + 1`, given that of `p`.
+    fn next_tap(&self, tap: Tap) -> Tap {
+        match (tap.i + 1 == self.g.k_h, tap.j + 1 == self.g.k_w) {
+            (_, false) => Tap { j: tap.j + 1, ..tap },
+            (false, true) => Tap { i: tap.i + 1, j: 0, ..tap },
+            (true, true) => Tap { channel: tap.channel + 1, i: 0, j: 0 },
+        }
+    }
+
+    /// Splits batch pixels `first..first + count` into runs within output rows.
+    fn runs(&self, first: usize, count: usize, runs: &mut Vec<RowRun>) {
         let (pixels, w_out) = (self.g.out_pixels(), self.g.w_out);
+        runs.clear();
         let mut pixel = first;
         while pixel < first + count {
             let (image, within) = (pixel / pixels, pixel % pixels);
             let (oy, ox) = (within / w_out, within % w_out);
             let len = (w_out - ox).min(first + count - pixel);
-            f(RowRun { image, oy, first_ox: ox, len }, pixel - first);
+            runs.push(RowRun { image, oy, first_ox: ox, len, offset: pixel - first });
             pixel += len;
         }
     }
 
-    /// Calls `put(position, value)` for the pixels of `run` that tap `tap`
-    /// reads inside the image (the rest is padding and stays zero),
-    /// `position` counting from the run's first pixel.
+    /// The part of `run` that `tap` reads inside the image: the positions
+    /// (counted from the run's first pixel) and the input row with the
+    /// index of the first value read. `None` when the whole run is padding.
     #[inline]
-    fn read_run(&self, tap: Tap, run: RowRun, mut put: impl FnMut(usize, f32)) {
+    fn clip(&self, tap: Tap, run: &RowRun) -> Option<(Range<usize>, &'a [f32], usize)> {
         let g = self.g;
-        let (s_h, s_w) = g.params.stride;
-        let (p_h, p_w) = g.params.padding;
-        if !valid_outputs(g.h_out, s_h, tap.dy, p_h, g.h_in).contains(&run.oy) {
-            return;
+        if !self.valid_oy[tap.i].contains(&run.oy) {
+            return None;
         }
-        let valid_ox = valid_outputs(g.w_out, s_w, tap.dx, p_w, g.w_in);
+        let valid_ox = &self.valid_ox[tap.j];
         let lo = valid_ox.start.max(run.first_ox);
         let hi = valid_ox.end.min(run.first_ox + run.len);
         if lo >= hi {
-            return;
+            return None;
         }
-        let iy = run.oy * s_h + tap.dy - p_h;
+        let iy = run.oy * g.params.stride.0 + tap.i * g.params.dilation.0 - g.params.padding.0;
         let plane = (run.image * g.c_in + tap.channel) * g.h_in * g.w_in;
         let row = &self.x[plane + iy * g.w_in..plane + (iy + 1) * g.w_in];
-        let first_ix = lo * s_w + tap.dx - p_w;
-        for (n, &v) in row[first_ix..].iter().step_by(s_w).take(hi - lo).enumerate() {
-            put(lo - run.first_ox + n, v);
-        }
+        let first_ix = lo * g.params.stride.1 + tap.j * g.params.dilation.1 - g.params.padding.1;
+        Some((lo - run.first_ox..hi - run.first_ox, row, first_ix))
     }
 }
 
 impl PackB for Im2col<'_> {
     fn pack(&self, k0: usize, kc: usize, j0: usize, width: usize, nr: usize, dst: &mut [f32]) {
-        let mut runs = [RowRun::default(); crate::gemm::MAX_NR];
-        let mut offsets = [0usize; crate::gemm::MAX_NR];
-        let mut count = 0;
-        self.for_each_run(j0, width, |run, offset| {
-            runs[count] = run;
-            offsets[count] = offset;
-            count += 1;
-        });
-        for (p, row) in dst[..kc * nr].chunks_exact_mut(nr).enumerate() {
+        let mut runs = Vec::with_capacity(INLINE_RUNS);
+        self.runs(j0, width, &mut runs);
+        let s_w = self.g.params.stride.1;
+        let mut tap = self.tap(k0);
+        for row in dst[..kc * nr].chunks_exact_mut(nr) {
             row.fill(0.0);
-            let tap = self.tap(k0 + p);
-            for (&run, &offset) in runs[..count].iter().zip(&offsets[..count]) {
-                let out = &mut row[offset..offset + run.len];
-                self.read_run(tap, run, |position, v| out[position] = v);
+            for run in &runs {
+                let Some((positions, src, first_ix)) = self.clip(tap, run) else { continue };
+                let out = &mut row[run.offset + positions.start..run.offset + positions.end];
+                if s_w == 1 {
+                    out.copy_from_slice(&src[first_ix..first_ix + out.len()]);
+                } else {
+                    for (o, &v) in out.iter_mut().zip(src[first_ix..].iter().step_by(s_w)) {
+                        *o = v;
+                    }
+                }
             }
+            tap = self.next_tap(tap);
         }
     }
 }
@@ -133,11 +161,20 @@ impl PackB for Im2colTransposed<'_> {
     fn pack(&self, k0: usize, kc: usize, j0: usize, width: usize, nr: usize, dst: &mut [f32]) {
         let dst = &mut dst[..kc * nr];
         dst.fill(0.0);
+        let mut runs = Vec::with_capacity(INLINE_RUNS);
+        self.0.runs(k0, kc, &mut runs);
+        let s_w = self.0.g.params.stride.1;
+        let mut tap = self.0.tap(j0);
         for column in 0..width {
-            let tap = self.0.tap(j0 + column);
-            self.0.for_each_run(k0, kc, |run, offset| {
-                self.0.read_run(tap, run, |position, v| dst[(offset + position) * nr + column] = v);
-            });
+            for run in &runs {
+                let Some((positions, src, first_ix)) = self.0.clip(tap, run) else { continue };
+                let start = (run.offset + positions.start) * nr + column;
+                let out = dst[start..].iter_mut().step_by(nr);
+                for (o, &v) in out.zip(src[first_ix..].iter().step_by(s_w)).take(positions.len()) {
+                    *o = v;
+                }
+            }
+            tap = self.0.next_tap(tap);
         }
     }
 }
@@ -166,7 +203,7 @@ pub(super) fn forward(
             let b = StridedB::new(&x[group * c_in_group * pixels..], layout);
             gemm_packed(kernel, w, Layout::matrix(m, k, k, 1), &b, y, c_layout, epilogue, true);
         } else {
-            let b = Im2col { x, g, first_channel: group * c_in_group };
+            let b = Im2col::new(x, g, group * c_in_group);
             gemm_packed(kernel, w, Layout::matrix(m, k, k, 1), &b, y, c_layout, epilogue, true);
         }
     }
@@ -179,7 +216,7 @@ pub(super) fn weight_grad(kernel: MicroKernel, g: &ConvGeometry, x: &[f32], dy: 
     let c_in_group = g.c_in / g.groups;
     for group in 0..g.groups {
         let a_layout = Layout::batched(m, pixels, g.batch, pixels, g.c_out * pixels);
-        let b = Im2colTransposed(Im2col { x, g, first_channel: group * c_in_group });
+        let b = Im2colTransposed(Im2col::new(x, g, group * c_in_group));
         let dw = &mut dw[group * m * k..(group + 1) * m * k];
         let epilogue = Epilogue { beta: 0.0, bias: None, relu: false };
         gemm_packed(kernel, &dy[group * m * pixels..], a_layout, &b, dw, Layout::matrix(m, k, k, 1), epilogue, true);

@@ -19,7 +19,7 @@ pub(crate) mod packed;
 use rayon::prelude::*;
 
 pub use backend::{BACKEND_ENV, GemmBackend, current_backend, with_backend};
-pub(crate) use kernels::{MAX_NR, MicroKernel};
+pub(crate) use kernels::MicroKernel;
 
 use crate::{Float, Result};
 
