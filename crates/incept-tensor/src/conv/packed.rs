@@ -17,9 +17,10 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{ConvGeometry, col2im};
-use crate::gemm::MicroKernel;
+use super::{ConvGeometry, col2im, im2col};
+use crate::gemm::dot::{Rows, gemm_nt_add};
 use crate::gemm::packed::{Epilogue, Layout, PackB, StridedB, gemm_packed};
+use crate::gemm::{DOT_MR, DOT_NR, DotKernel, MicroKernel};
 use crate::window::valid_outputs;
 
 /// Largest column buffer, in elements, the input gradient fills at once
@@ -210,8 +211,12 @@ pub(super) fn forward(
 }
 
 /// Writes the weight gradient `dw` (`[c_out, c_in / groups, k_h, k_w]`) for
-/// the whole batch.
+/// the whole batch; `dw` must hold zeros.
 pub(super) fn weight_grad(kernel: MicroKernel, g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    if let Some(dot) = kernel.dot {
+        weight_grad_dot(dot, g, x, dy, dw);
+        return;
+    }
     let (m, k, pixels) = (g.group_c_out(), g.group_patch_len(), g.out_pixels());
     let c_in_group = g.c_in / g.groups;
     for group in 0..g.groups {
@@ -220,6 +225,95 @@ pub(super) fn weight_grad(kernel: MicroKernel, g: &ConvGeometry, x: &[f32], dy: 
         let dw = &mut dw[group * m * k..(group + 1) * m * k];
         let epilogue = Epilogue { beta: 0.0, bias: None, relu: false };
         gemm_packed(kernel, &dy[group * m * pixels..], a_layout, &b, dw, Layout::matrix(m, k, k, 1), epilogue, true);
+    }
+}
+
+/// [`weight_grad`] with a dot-product kernel: `dW_g += dY_n,g * cols_n,g^T`
+/// image by image, with the column matrices of a few images written at a
+/// time (a pointwise convolution reads the input planes in place). Workers
+/// split the rows and columns of `dW`; each element sums its images in
+/// order, so the result does not depend on the thread count.
+fn weight_grad_dot(kernel: DotKernel, g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let (m, k, pixels) = (g.group_c_out(), g.group_patch_len(), g.out_pixels());
+    let cols_per_image = if g.pointwise() { 0 } else { g.patch_len() * pixels };
+    let images_per_step = (DCOLS_MAX_ELEMENTS / cols_per_image.max(1)).clamp(1, g.batch);
+    let mut cols = vec![0.0f32; cols_per_image * images_per_step];
+    let blocks = weight_grad_blocks(g.groups, m, k, rayon::current_num_threads());
+    assert_eq!(dw.len(), g.groups * m * k, "weight gradient has c_out * K_g elements");
+    let shared = SharedRows(dw.as_mut_ptr());
+    for first in (0..g.batch).step_by(images_per_step) {
+        let images = first..(first + images_per_step).min(g.batch);
+        if !g.pointwise() {
+            let x = &x[images.start * g.in_plane()..images.end * g.in_plane()];
+            let cols = &mut cols[..cols_per_image * images.len()];
+            cols.par_chunks_mut(cols_per_image).zip(x.par_chunks(g.in_plane())).for_each(|(c, x_n)| im2col(g, x_n, c));
+        }
+        let run = |block: &(Range<usize>, Range<usize>)| {
+            let (rows, columns) = block.clone();
+            // Blocks never straddle groups: see `weight_grad_blocks`.
+            let group = rows.start / m;
+            let local_rows = rows.start - group * m..rows.end - group * m;
+            for image in images.clone() {
+                let dy_n = &dy[(image * g.c_out + group * m) * pixels..(image * g.c_out + (group + 1) * m) * pixels];
+                let b_data = if g.pointwise() {
+                    &x[image * g.in_plane() + group * k * pixels..image * g.in_plane() + (group + 1) * k * pixels]
+                } else {
+                    let n = image - images.start;
+                    &cols[n * cols_per_image + group * k * pixels..n * cols_per_image + (group + 1) * k * pixels]
+                };
+                let a = Rows { data: dy_n, rows: m, row_stride: pixels };
+                let b = Rows { data: b_data, rows: k, row_stride: pixels };
+                // SAFETY: the group's block of dW lies inside `dw`, which is
+                // borrowed mutably for the whole loop, and each block of
+                // rows and columns belongs to one task.
+                unsafe {
+                    let dw_group = shared.ptr().add(group * m * k);
+                    gemm_nt_add(kernel, pixels, a, b, dw_group, m * k, k, local_rows.clone(), columns.clone());
+                }
+            }
+        };
+        if rayon::current_thread_index().is_none() && rayon::current_num_threads() > 1 {
+            blocks.par_iter().for_each(run);
+        } else {
+            blocks.iter().for_each(run);
+        }
+    }
+}
+
+/// Splits the weight gradient (`groups` blocks of `m` rows by `k` columns)
+/// into blocks of rows (global row indices) and columns for the workers,
+/// never across a group, with about four blocks per worker.
+fn weight_grad_blocks(groups: usize, m: usize, k: usize, workers: usize) -> Vec<(Range<usize>, Range<usize>)> {
+    let per_group = (4 * workers).div_ceil(groups).max(1);
+    let row_blocks = per_group.min(m.div_ceil(DOT_MR)).min(2);
+    let col_blocks = per_group.div_ceil(row_blocks).min(k.div_ceil(DOT_NR));
+    let rows_per_block = m.div_ceil(row_blocks).next_multiple_of(DOT_MR);
+    let cols_per_block = k.div_ceil(col_blocks).next_multiple_of(DOT_NR);
+    let mut blocks = Vec::new();
+    for group in 0..groups {
+        for first_row in (0..m).step_by(rows_per_block) {
+            for first_col in (0..k).step_by(cols_per_block) {
+                let rows = group * m + first_row..group * m + (first_row + rows_per_block).min(m);
+                blocks.push((rows, first_col..(first_col + cols_per_block).min(k)));
+            }
+        }
+    }
+    blocks
+}
+
+/// The weight gradient as a raw pointer, so that workers can write
+/// disjoint blocks of it.
+#[derive(Clone, Copy)]
+struct SharedRows(*mut f32);
+
+// SAFETY: workers write disjoint blocks, and the slice outlives the loop.
+unsafe impl Send for SharedRows {}
+unsafe impl Sync for SharedRows {}
+
+impl SharedRows {
+    /// The pointer; a method, so that closures capture the whole wrapper.
+    fn ptr(self) -> *mut f32 {
+        self.0
     }
 }
 

@@ -47,7 +47,35 @@ pub(crate) struct MicroKernel {
     /// `rows x cols` part of the tile must lie inside C's allocation;
     /// `bias`, if not null, must point at `rows` values.
     pub run: unsafe fn(usize, Panel, Panel, *mut f32, usize, &TileStore),
+    /// A kernel for `C += A * B^T` with both operands row-major, when the
+    /// backend has one.
+    pub dot: Option<DotKernel>,
 }
+
+/// A micro-kernel for `C += A * B^T` where A (`DOT_MR x k`) and B
+/// (`DOT_NR x k`) are both row-major, so the reduction runs along
+/// contiguous memory in both and neither needs packing.
+#[derive(Clone, Copy)]
+pub(crate) struct DotKernel {
+    /// Adds the `rows x cols` block of `A * B^T` over `k` steps to C.
+    ///
+    /// Arguments: `k`, A's first row and row stride, B's first row and row
+    /// stride, C's first element and row stride, `rows`, `cols`.
+    ///
+    /// # Safety
+    /// The CPU must support the kernel's instructions; `k` values of each
+    /// of the `rows` rows of A and `cols` rows of B must be readable; the
+    /// `rows x cols` block of C must be writable; `rows <= DOT_MR` and
+    /// `cols <= DOT_NR`.
+    #[allow(clippy::type_complexity)]
+    pub run: unsafe fn(usize, *const f32, usize, *const f32, usize, *mut f32, usize, usize, usize),
+}
+
+/// Rows of A per dot-kernel call.
+pub(crate) const DOT_MR: usize = 4;
+
+/// Rows of B per dot-kernel call.
+pub(crate) const DOT_NR: usize = 4;
 
 /// A panel of A or B: its first element and strides in elements. `B` panels
 /// use only `row_stride`, because their columns are adjacent.
@@ -67,12 +95,13 @@ pub(crate) const MAX_MR: usize = 8;
 /// The AVX-512F kernel: 8 rows x 32 columns (two 16-lane vectors), 16
 /// accumulators, so two FMA pipes with a 4-cycle latency stay busy.
 #[cfg(target_arch = "x86_64")]
-pub(crate) const AVX512: MicroKernel = MicroKernel { mr: 8, nr: 32, run: run_avx512 };
+pub(crate) const AVX512: MicroKernel =
+    MicroKernel { mr: 8, nr: 32, run: run_avx512, dot: Some(DotKernel { run: run_dot_avx512 }) };
 
 /// The AVX2 + FMA kernel: 6 rows x 16 columns (two 8-lane vectors), 12
 /// accumulators plus two B vectors and a broadcast in 16 registers.
 #[cfg(target_arch = "x86_64")]
-pub(crate) const AVX2: MicroKernel = MicroKernel { mr: 6, nr: 16, run: run_avx2 };
+pub(crate) const AVX2: MicroKernel = MicroKernel { mr: 6, nr: 16, run: run_avx2, dot: None };
 
 #[cfg(target_arch = "x86_64")]
 unsafe fn run_avx512(kc: usize, a: Panel, b: Panel, c: *mut f32, rsc: usize, store: &TileStore) {
@@ -211,6 +240,80 @@ unsafe fn kernel_6x16(kc: usize, a: Panel, b: Panel, c: *mut f32, rsc: usize, st
             }
             _mm256_maskstore_ps(row_lo, mask_lo, v_lo);
             _mm256_maskstore_ps(row_hi, mask_hi, v_hi);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_dot_avx512(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    // SAFETY: forwarded from the caller, who checked avx512f support by
+    // choosing this kernel.
+    unsafe { dot_4x4(k, a, lda, b, ldb, c, ldc, rows, cols) }
+}
+
+/// `C[i][j] += sum_p A[i][p] * B[j][p]` for a 4 x 4 block: 16 accumulators
+/// of 16 lanes each, reduced across lanes at the end. Rows past `rows` or
+/// `cols` read row 0 again and their sums are dropped.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dot_4x4(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    let a_rows: [*const f32; DOT_MR] = std::array::from_fn(|i| a.wrapping_add(if i < rows { i * lda } else { 0 }));
+    let b_rows: [*const f32; DOT_NR] = std::array::from_fn(|j| b.wrapping_add(if j < cols { j * ldb } else { 0 }));
+    let mut acc = [[_mm512_setzero_ps(); DOT_NR]; DOT_MR];
+    let full = k / 16 * 16;
+    // SAFETY: the caller guarantees k readable values in every row used,
+    // and rows past `rows` / `cols` alias row 0.
+    unsafe {
+        let mut p = 0;
+        while p < full {
+            let bv: [__m512; DOT_NR] = std::array::from_fn(|j| _mm512_loadu_ps(b_rows[j].add(p)));
+            for i in 0..DOT_MR {
+                let av = _mm512_loadu_ps(a_rows[i].add(p));
+                for j in 0..DOT_NR {
+                    acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+                }
+            }
+            p += 16;
+        }
+        if full < k {
+            let mask = lanes16(k - full);
+            let bv: [__m512; DOT_NR] = std::array::from_fn(|j| _mm512_maskz_loadu_ps(mask, b_rows[j].add(full)));
+            for i in 0..DOT_MR {
+                let av = _mm512_maskz_loadu_ps(mask, a_rows[i].add(full));
+                for j in 0..DOT_NR {
+                    acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+                }
+            }
+        }
+        // Constant bounds keep `acc` in registers; the tests skip absent rows and columns.
+        for i in 0..DOT_MR {
+            for j in 0..DOT_NR {
+                if i < rows && j < cols {
+                    *c.add(i * ldc + j) += _mm512_reduce_add_ps(acc[i][j]);
+                }
+            }
         }
     }
 }

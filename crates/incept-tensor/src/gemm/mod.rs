@@ -13,13 +13,14 @@
 //! selects between them, and [`gemm_f32`] runs a plain product on any of them.
 
 mod backend;
+pub(crate) mod dot;
 mod kernels;
 pub(crate) mod packed;
 
 use rayon::prelude::*;
 
 pub use backend::{BACKEND_ENV, GemmBackend, current_backend, with_backend};
-pub(crate) use kernels::MicroKernel;
+pub(crate) use kernels::{DOT_MR, DOT_NR, DotKernel, MicroKernel};
 
 use crate::{Float, Result};
 

@@ -384,22 +384,27 @@ unsafe fn store_tile(
         }
         return;
     }
+    // Offsets of the tile's columns in its first row; row i adds i * row_stride.
+    let mut column_offsets = [0usize; MAX_NR];
+    for (j, offset) in column_offsets[..cols].iter_mut().enumerate() {
+        *offset = c_layout.offset(i0, j0 + j);
+    }
     let mut scratch = [0.0f32; MAX_MR * MAX_NR];
     let nr = kernel.nr;
     if store.beta != 0.0 {
         for i in 0..rows {
-            for j in 0..cols {
+            for (j, &offset) in column_offsets[..cols].iter().enumerate() {
                 // SAFETY: (i0 + i, j0 + j) is an element of C.
-                scratch[i * nr + j] = unsafe { *c.0.add(c_layout.offset(i0 + i, j0 + j)) };
+                scratch[i * nr + j] = unsafe { *c.0.add(offset + i * c_layout.row_stride) };
             }
         }
     }
     // SAFETY: the scratch tile has MAX_MR x MAX_NR >= mr x nr elements.
     unsafe { (kernel.run)(kc, a_panel, b_panel, scratch.as_mut_ptr(), nr, store) };
     for i in 0..rows {
-        for j in 0..cols {
+        for (j, &offset) in column_offsets[..cols].iter().enumerate() {
             // SAFETY: as above.
-            unsafe { *c.0.add(c_layout.offset(i0 + i, j0 + j)) = scratch[i * nr + j] };
+            unsafe { *c.0.add(offset + i * c_layout.row_stride) = scratch[i * nr + j] };
         }
     }
 }
