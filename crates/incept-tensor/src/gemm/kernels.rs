@@ -308,10 +308,10 @@ unsafe fn dot_4x4(
             }
         }
         // Constant bounds keep `acc` in registers; the tests skip absent rows and columns.
-        for i in 0..DOT_MR {
-            for j in 0..DOT_NR {
+        for (i, acc_row) in acc.iter().enumerate() {
+            for (j, &sum) in acc_row.iter().enumerate() {
                 if i < rows && j < cols {
-                    *c.add(i * ldc + j) += _mm512_reduce_add_ps(acc[i][j]);
+                    *c.add(i * ldc + j) += _mm512_reduce_add_ps(sum);
                 }
             }
         }
