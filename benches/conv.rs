@@ -16,6 +16,10 @@ use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_g
 use incept::tensor::Tensor;
 use incept::tensor::conv::{Conv2dParams, conv2d, conv2d_backward};
 
+/// mimalloc keeps freed activations for reuse; see docs/performance.md, "Allocator".
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Batch sizes. At batch 1 both passes split each large GEMM over rows of
 /// the output; at batch 16 they split the batch over images.
 const BATCHES: [usize; 2] = [1, 16];

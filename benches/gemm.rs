@@ -18,6 +18,10 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use incept::tensor::gemm::{GemmBackend, MatMut, MatRef, gemm, gemm_f32, gemm_par};
 
+/// mimalloc keeps freed activations for reuse; see docs/performance.md, "Allocator".
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Shape of `C <- A * B` with `A` of `m x k` and `B` of `k x n`, all row-major.
 struct GemmShape {
     name: &'static str,

@@ -15,6 +15,10 @@ use incept::autograd::{Sgd, SgdConfig, Tape, Var};
 use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Module};
 use incept::tensor::Tensor;
 
+/// mimalloc keeps freed activations for reuse; see docs/performance.md, "Allocator".
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench_googlenet(c: &mut Criterion) {
     let mut group = c.benchmark_group("googlenet_224");
     group.sample_size(10);

@@ -22,6 +22,10 @@ use incept::models::{
 use incept::tensor::Tensor;
 use incept::tensor::conv::{Conv2dParams, conv2d, conv2d_backward};
 
+/// mimalloc keeps freed activations for reuse; see docs/performance.md, "Allocator".
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Batch size of the training example.
 const BATCH: usize = 128;
 

@@ -28,6 +28,10 @@ use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Module, Variant, We
 use incept::train::evaluate;
 use plotters::style::RGBColor;
 
+/// mimalloc keeps freed activations for reuse; see docs/performance.md, "Allocator".
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum VariantArg {
     /// The paper's layers: no batch norm, LRN, biases.

@@ -17,6 +17,10 @@ use incept::models::googlenet::INCEPTION_CONFIGS;
 use incept::models::{ForwardCtx, Inception, InceptionKind, InceptionOptions, Init, Layer, Module};
 use incept::tensor::Tensor;
 
+/// mimalloc keeps freed activations for reuse; see docs/performance.md, "Allocator".
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(about = "Compare the naive and the bottleneck Inception module: parameters, multiply-accumulates, time")]
 struct Args {

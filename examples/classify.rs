@@ -22,6 +22,10 @@ use incept::autograd::{Tape, Var};
 use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Module};
 use incept::tensor::softmax::softmax;
 
+/// mimalloc keeps freed activations for reuse; see docs/performance.md, "Allocator".
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Seed of the random weights used without `--weights`.
 const RANDOM_WEIGHTS_SEED: u64 = 0;
 

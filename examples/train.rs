@@ -24,6 +24,10 @@ use incept::train::{EpochRecord, Evaluation, TrainConfig, TrainError, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::style::RGBColor;
 
+/// mimalloc keeps freed activations for reuse; see docs/performance.md, "Allocator".
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum DatasetArg {
     /// Fashion-MNIST: 1x28x28 grayscale clothing images, 10 classes.
