@@ -160,18 +160,17 @@ fn train_missing_and_unreadable_files() {
         fs::write(cifar.join(format!("{name}.bin")), [0u8; 3073 * 2 + 5]).unwrap();
     }
 
-    let missing_train_images = format!("{}/train-images-idx3-ubyte.gz", text(&missing));
-    assert_error_line("train", &["--data", text(&missing)], work, &[&missing_train_images, "not found"]);
-    assert_error_line("train", &["--data", text(&garbage)], work, &[text(&garbage), "not found"]);
+    let missing_dir = format!("{}: directory not found; ", text(&missing));
+    assert_error_line("train", &["--data", text(&missing)], work, &[&missing_dir, "--data DIR"]);
+    let file_dir = format!("{}: not a directory; ", text(&garbage));
+    assert_error_line("train", &["--data", text(&garbage)], work, &[&file_dir, "--data DIR"]);
+    let missing_file = format!("{}/train-images-idx3-ubyte.gz: Fashion-MNIST file not found", text(&directory));
+    assert_error_line("train", &["--data", text(&directory)], work, &[&missing_file]);
     let bad_images = format!("{}/train-images-idx3-ubyte: invalid file: IDX magic number", text(&bad_data));
     assert_error_line("train", &["--data", text(&bad_data)], work, &[&bad_images]);
-    let missing_batch = format!("{}/data_batch_1.bin", text(&missing));
-    assert_error_line(
-        "train",
-        &["--dataset", "cifar10", "--data", text(&missing)],
-        work,
-        &[&missing_batch, "CIFAR-10 file not found"],
-    );
+    assert_error_line("train", &["--dataset", "cifar10", "--data", text(&missing)], work, &[&missing_dir, "CIFAR-10"]);
+    let missing_batch = format!("{}/data_batch_1.bin: CIFAR-10 file not found", text(&directory));
+    assert_error_line("train", &["--dataset", "cifar10", "--data", text(&directory)], work, &[&missing_batch]);
     let bad_batch = format!("{}/data_batch_1.bin: invalid file: file size 6151 bytes is not a multiple", text(&cifar));
     assert_error_line("train", &["--dataset", "cifar10", "--data", text(&cifar)], work, &[&bad_batch]);
 
@@ -310,8 +309,8 @@ fn aux_gradients_bad_files_and_options() {
     let missing = dir.path("missing");
     let garbage = dir.write("garbage.bin", b"x");
 
-    let missing_train_images = format!("{}/train-images-idx3-ubyte.gz", text(&missing));
-    assert_error_line("aux_gradients", &["--data", text(&missing)], work, &[&missing_train_images, "not found"]);
+    let missing_dir = format!("{}: directory not found; ", text(&missing));
+    assert_error_line("aux_gradients", &["--data", text(&missing)], work, &[&missing_dir]);
     assert_error_line(
         "aux_gradients",
         &["--iterations", "1", "--out", text(&garbage)],
