@@ -13,6 +13,8 @@
 //! cargo run --release --example aux_gradients -- --variant paper --iterations 600
 //! ```
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/plot.rs"]
 mod plot;
 
@@ -51,7 +53,10 @@ enum InitArg {
 }
 
 #[derive(Parser, Debug)]
-#[command(about = "Train GoogLeNet with and without auxiliary classifiers and record the early layers' gradient norms")]
+#[command(
+    about = "Train GoogLeNet with and without auxiliary classifiers and record the early layers' gradient norms",
+    allow_negative_numbers = true
+)]
 struct Args {
     /// GoogLeNet variant to measure.
     #[arg(long, value_enum, default_value = "both")]
@@ -223,6 +228,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if !(args.lr.is_finite() && args.lr > 0.0) {
         return Err(format!("--lr {} must be a positive number", args.lr).into());
     }
+    if !(args.width.is_finite() && args.width > 0.0) {
+        return Err(format!("--width {} must be a positive number", args.width).into());
+    }
     let default_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist");
     let (train, test) = fashion_mnist(args.data.as_deref().unwrap_or(&default_dir))?;
     fs::create_dir_all(&args.out)
@@ -288,11 +296,5 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code(run(&args))
 }

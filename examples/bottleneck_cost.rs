@@ -7,6 +7,9 @@
 //! cargo run --release --example bottleneck_cost -- --runs 21 --batch 4
 //! ```
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -22,7 +25,10 @@ use incept::tensor::Tensor;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
-#[command(about = "Compare the naive and the bottleneck Inception module: parameters, multiply-accumulates, time")]
+#[command(
+    about = "Compare the naive and the bottleneck Inception module: parameters, multiply-accumulates, time",
+    allow_negative_numbers = true
+)]
 struct Args {
     /// Timed forward passes per module; the median is reported.
     #[arg(long, default_value_t = 11, value_parser = clap::value_parser!(u16).range(1..))]
@@ -121,11 +127,5 @@ fn run(args: &Args) -> incept::models::Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code(run(&args))
 }

@@ -10,6 +10,8 @@
 //! prints mean nothing. `tools/export_torchvision_googlenet.py` writes
 //! torchvision's ImageNet weights to a file for `--weights`.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/imagenet.rs"]
 mod imagenet;
 
@@ -46,13 +48,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code(run(&args))
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {

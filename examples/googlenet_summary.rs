@@ -7,6 +7,9 @@
 //! cargo run --release --example googlenet_summary -- --variant torchvision
 //! ```
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
@@ -22,7 +25,10 @@ enum VariantArg {
 }
 
 #[derive(Parser, Debug)]
-#[command(about = "Print GoogLeNet's parameters and multiply-accumulates per layer (Table 1 of the paper)")]
+#[command(
+    about = "Print GoogLeNet's parameters and multiply-accumulates per layer (Table 1 of the paper)",
+    allow_negative_numbers = true
+)]
 struct Args {
     /// GoogLeNet variant to build.
     #[arg(long, value_enum, default_value = "paper")]
@@ -224,24 +230,23 @@ fn print_table(summary: &CostSummary, variant: Variant, compare: bool) {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    cli::exit_code(run(&args))
+}
+
+fn run(args: &Args) -> Result<(), String> {
     let (config, variant) = match args.variant {
         VariantArg::Paper => (GoogLeNetConfig::paper(), Variant::Paper),
         VariantArg::Torchvision => (GoogLeNetConfig::torchvision(), Variant::Torchvision),
     };
     let side = args.input_size as usize;
-    let result = GoogLeNet::<f32>::new(config).and_then(|net| net.cost_summary(side, side));
-    let summary = match result {
-        Ok(summary) => summary,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let summary = GoogLeNet::<f32>::new(config)
+        .and_then(|net| net.cost_summary(side, side))
+        .map_err(|err| format!("--input-size {side}: {err}"))?;
     if args.csv {
         print!("{}", summary.to_csv());
     } else {
         // The published figures are for 224x224 inputs only.
         print_table(&summary, variant, args.input_size == 224);
     }
-    ExitCode::SUCCESS
+    Ok(())
 }

@@ -9,6 +9,8 @@
 //! cargo run --release --example train -- --dataset cifar10 --data DIR
 //! ```
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/plot.rs"]
 mod plot;
 
@@ -108,13 +110,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code(run(&args))
 }
 
 /// Loads the training and test sets and returns them with the class names.

@@ -90,11 +90,12 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     fn validate(&self) -> Result<()> {
-        if self.epochs == 0 || self.batch_size == 0 || self.max_batches == Some(0) {
-            return Err(TrainError::Config(format!(
-                "epochs = {}, batch size = {} and max batches = {:?} must be at least 1",
-                self.epochs, self.batch_size, self.max_batches
-            )));
+        for (option, value) in
+            [("epochs", self.epochs), ("batch size", self.batch_size), ("max batches", self.max_batches.unwrap_or(1))]
+        {
+            if value == 0 {
+                return Err(TrainError::Config(format!("{option} is 0, expected at least 1")));
+            }
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(TrainError::Config(format!("learning rate {} must be a positive number", self.lr)));
@@ -221,6 +222,22 @@ fn augment_seed(seed: u64, epoch: usize) -> u64 {
     (seed ^ 0x05ee_da06).wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(epoch as u64)
 }
 
+/// Returns the batch options of `epoch`: its shuffle and, if the run
+/// augments, its crops and flips.
+fn batch_options(config: &TrainConfig, epoch: usize) -> BatchOptions {
+    let augment = (config.crop_padding > 0 || config.horizontal_flip).then(|| Augment {
+        crop_padding: config.crop_padding,
+        horizontal_flip: config.horizontal_flip,
+        seed: augment_seed(config.seed, epoch),
+    });
+    BatchOptions {
+        batch_size: config.batch_size,
+        shuffle_seed: Some(shuffle_seed(config.seed, epoch)),
+        drop_last: false,
+        augment,
+    }
+}
+
 /// Seed of the dropout masks of global step `step`.
 fn dropout_seed(seed: u64, step: usize) -> u64 {
     seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((step as u64) << 16)
@@ -248,6 +265,10 @@ pub const TRAIN_STATE_KEY: &str = "incept.train_state";
 /// Prefix of the SGD momentum buffers in a checkpoint, followed by the
 /// parameter's name.
 const MOMENTUM_PREFIX: &str = "optimizer.momentum_buffer.";
+
+/// Bytes per parameter in a checkpoint: an `F32` weight and an `F32`
+/// momentum value.
+const CHECKPOINT_BYTES_PER_PARAMETER: u64 = 8;
 
 /// The part of a run that is not tensors, saved as JSON in a checkpoint.
 #[derive(Serialize, Deserialize)]
@@ -297,8 +318,13 @@ impl Trainer {
     ///
     /// # Errors
     /// [`TrainError::Config`] if an option is out of range or the set is
-    /// empty, and any error building the network.
+    /// empty, [`TrainError::Model`] if the batch options do not fit the
+    /// images (a crop padding not below the image height and width), and
+    /// any error building the network.
     pub fn new(config: TrainConfig, train: &Dataset) -> Result<Self> {
+        config.validate()?;
+        // The options are checked against the images before the network is built.
+        train.batches_with(&batch_options(&config, 1))?;
         Self::with_data(config, train.len(), data_fingerprint(train))
     }
 
@@ -411,18 +437,7 @@ impl Trainer {
             )));
         }
         let epoch = self.epochs_done + 1;
-        let seed = self.config.seed;
-        let augment = (self.config.crop_padding > 0 || self.config.horizontal_flip).then(|| Augment {
-            crop_padding: self.config.crop_padding,
-            horizontal_flip: self.config.horizontal_flip,
-            seed: augment_seed(seed, epoch),
-        });
-        let options = BatchOptions {
-            batch_size: self.config.batch_size,
-            shuffle_seed: Some(shuffle_seed(seed, epoch)),
-            drop_last: false,
-            augment,
-        };
+        let options = batch_options(&self.config, epoch);
         let batches = self.config.steps_per_epoch(train.len());
         let started = Instant::now();
         let (mut loss_sum, mut correct, mut images) = (0.0, 0, 0);
@@ -499,8 +514,10 @@ impl Trainer {
     /// wrote, ready to train its next epoch.
     ///
     /// # Errors
-    /// [`TrainError::Checkpoint`] if the file has no valid training state,
-    /// and any error reading the file or matching its tensors.
+    /// [`TrainError::Checkpoint`] if the file has no valid training state
+    /// or fewer bytes than the weights and momentum of the network its
+    /// state describes (checked before that network is built), and any
+    /// error reading the file or matching its tensors.
     pub fn resume(path: &Path) -> Result<Self> {
         let metadata = read_safetensors_metadata(path)?;
         let invalid = |reason: String| TrainError::Checkpoint { path: path.to_path_buf(), reason };
@@ -509,6 +526,17 @@ impl Trainer {
         })?;
         let state: TrainState =
             serde_json::from_str(json).map_err(|e| invalid(format!("the training state is invalid: {e}")))?;
+        // The state's config is checked against the file size before the network is built.
+        let file_len =
+            std::fs::metadata(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?.len();
+        let parameters = state.config.model.parameter_count();
+        if parameters.is_none_or(|count| (count as u64).saturating_mul(CHECKPOINT_BYTES_PER_PARAMETER) > file_len) {
+            let count = parameters.map_or("more than usize::MAX".to_string(), |count| count.to_string());
+            return Err(invalid(format!(
+                "the file has {file_len} bytes, too few for the weights and momentum of the {count} parameters \
+                 of its training state's config ({CHECKPOINT_BYTES_PER_PARAMETER} bytes each)"
+            )));
+        }
         let mut trainer = Trainer::with_data(state.config, state.train_len, state.data_fingerprint)?;
         let momentum: Vec<Parameter<f32>> = trainer
             .net

@@ -1,11 +1,17 @@
 //! Misuse of the public API: each case returns an error that names the
 //! problem, and NaN inputs flow through to the output without a panic.
+//! Images smaller than a crop are covered here for the library; the classify
+//! example's resize and center crop are in `classify_preprocess.rs`.
 
 use incept::autograd::{Tape, Var};
+use incept::models::data::{Augment, BatchOptions, Dataset};
 use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Variant};
 use incept::tensor::Tensor;
 use incept::tensor::conv::{Conv2dParams, conv2d};
+use incept::tensor::elementwise::slice_channels;
+use incept::tensor::layout::slice_axis;
 use incept::tensor::softmax::cross_entropy;
+use incept::train::{TrainConfig, Trainer};
 
 fn message<T, E: std::fmt::Display>(result: Result<T, E>) -> String {
     match result {
@@ -76,4 +82,68 @@ fn nan_input_propagates_through_googlenet() {
     let tape = Tape::inference();
     let out = net.forward(&ForwardCtx::eval(&tape), &Var::constant(x)).unwrap();
     assert!(out.logits.value().data()[..10].iter().any(|v| v.is_nan()), "the image with a NaN gives NaN logits");
+}
+
+#[test]
+fn crop_past_image_edge() {
+    // A 300-row crop of a 224x224 image, as slice_axis is used to crop.
+    let image = Tensor::<f32>::zeros([1, 3, 224, 224]);
+    let err = message(slice_axis(&image, 2, 0, 300));
+    assert_eq!(err, "slice_axis: invalid argument: indices 0..300 exceed the size 224 of axis 2 of [1, 3, 224, 224]");
+}
+
+#[test]
+fn channel_range_overflowing_usize() {
+    let x = Tensor::<f32>::zeros([1, 3, 2, 2]);
+    let err = message(slice_channels(&x, 1, usize::MAX));
+    assert_eq!(
+        err,
+        format!("slice_channels: invalid argument: channels 1..{} exceed the 3 channels of [1, 3, 2, 2]", usize::MAX)
+    );
+}
+
+/// Two 2x3 grayscale images with labels 0 and 1.
+fn tiny_images() -> Dataset {
+    Dataset::new(Tensor::zeros([2, 1, 2, 3]), vec![0, 1], 10).unwrap()
+}
+
+const TINY_CROP_ERROR: &str = "invalid configuration: crop padding 2 is not below the image size 2x3, so some \
+                               crops would contain no image pixel; use a padding of at most 1";
+
+#[test]
+fn crop_padding_not_below_image_size() {
+    let augment = Augment { crop_padding: 2, horizontal_flip: false, seed: 0 };
+    let options = BatchOptions { augment: Some(augment), ..BatchOptions::new(1) };
+    let err = message(tiny_images().batches_with(&options));
+    assert_eq!(err, TINY_CROP_ERROR);
+}
+
+#[test]
+fn trainer_rejects_crop_padding_of_small_images() {
+    let config = TrainConfig {
+        model: GoogLeNetConfig { width: 0.125, ..GoogLeNetConfig::small(Variant::Torchvision, 1, 10) },
+        epochs: 1,
+        batch_size: 2,
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 0.0,
+        seed: 0,
+        crop_padding: 2,
+        horizontal_flip: false,
+        max_batches: None,
+    };
+    let err = message(Trainer::new(config, &tiny_images()));
+    assert_eq!(err, TINY_CROP_ERROR);
+}
+
+#[test]
+fn image_smaller_than_googlenet_input() {
+    let config = GoogLeNetConfig { width: 0.125, ..GoogLeNetConfig::small(Variant::Torchvision, 1, 10) };
+    let net = GoogLeNet::<f32>::new(config).unwrap();
+    let tape = Tape::inference();
+    let err = message(net.forward(&ForwardCtx::eval(&tape), &Var::constant(Tensor::zeros([1, 1, 3, 3]))));
+    assert_eq!(
+        err,
+        "invalid configuration: this GoogLeNet needs images of at least 4x4 without auxiliary heads, got 3x3"
+    );
 }

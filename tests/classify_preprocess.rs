@@ -153,6 +153,38 @@ fn preprocess_normalises_constant_image() {
 }
 
 #[test]
+fn thin_images_upscale_before_crop() {
+    // Resize(256) scales the shorter side up to 256 before CenterCrop(224),
+    // as in torchvision, so no side is ever smaller than the crop and nothing
+    // is padded. A 300x1 image becomes 76800x256, cropped at x=38288, y=16.
+    assert_eq!(imagenet::resize_size(300, 1), (76_800, 256));
+    assert_eq!(imagenet::resize_size(1, 300), (256, 76_800));
+    assert_eq!(imagenet::crop_offset(76_800, CROP_SIZE), 38_288);
+    assert_eq!(imagenet::crop_offset(256, CROP_SIZE), 16);
+
+    // The crop's 224 columns sample source x from 149.06 to 149.94, so only
+    // pixels 149 and 150 reach it. With those two coloured and the rest
+    // black, every value of a channel is the colour's.
+    let color = [200u8, 100, 50];
+    for (width, height) in [(300, 1), (1, 300)] {
+        let mut image = RgbImage::new(width, height);
+        for middle in [149, 150] {
+            let (x, y) = if width > height { (middle, 0) } else { (0, middle) };
+            image.put_pixel(x, y, Rgb(color));
+        }
+        let input = imagenet::preprocess(&image).unwrap();
+        assert_eq!(input.dims(), &[1, 3, 224, 224]);
+        for (channel, plane) in input.data().chunks_exact(224 * 224).enumerate() {
+            let expected = (f32::from(color[channel]) / 255.0 - MEAN[channel]) / STD[channel];
+            assert!(
+                plane.iter().all(|&v| v == expected),
+                "{width}x{height}, channel {channel}: expected every value to be {expected}"
+            );
+        }
+    }
+}
+
+#[test]
 fn check_size_limits() {
     assert!(imagenet::check_size(8000, 8000).is_ok(), "64,000,000 pixels is at the limit");
     assert!(matches!(imagenet::check_size(8001, 8000), Err(SizeError::TooLarge { .. })));

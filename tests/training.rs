@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use incept::models::data::{Dataset, fashion_mnist};
+use incept::models::io::read_safetensors_metadata;
 use incept::models::{GoogLeNetConfig, Module, Variant};
-use incept::train::{TrainConfig, TrainError, Trainer};
+use incept::train::{TRAIN_STATE_KEY, TrainConfig, TrainError, Trainer};
 
 fn subset(train_images: usize, test_images: usize) -> (Dataset, Dataset) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist");
@@ -140,16 +141,48 @@ fn resume_rejects_a_weights_file() {
 }
 
 #[test]
+fn resume_checks_state_against_file_size() {
+    let (train, _) = subset(64, 1);
+    let dir = tempdir();
+    let checkpoint = dir.join("checkpoint.safetensors");
+    Trainer::new(config(5, 1, 32), &train).unwrap().save_checkpoint(&checkpoint).unwrap();
+
+    // The same training state with the paper's full width, in a file without tensors.
+    let metadata = read_safetensors_metadata(&checkpoint).unwrap();
+    let mut state: serde_json::Value = serde_json::from_str(&metadata[TRAIN_STATE_KEY]).unwrap();
+    state["config"]["model"]["width"] = serde_json::json!(1.0);
+    let header = serde_json::json!({ "__metadata__": { TRAIN_STATE_KEY: state.to_string() } }).to_string();
+    let forged = dir.join("forged.safetensors");
+    std::fs::write(&forged, [(header.len() as u64).to_le_bytes().as_slice(), header.as_bytes()].concat()).unwrap();
+
+    let file_len = std::fs::metadata(&forged).unwrap().len();
+    let mut full_width = config(5, 1, 32).model;
+    full_width.width = 1.0;
+    let parameters = full_width.parameter_count().unwrap();
+    let err = Trainer::resume(&forged).err().expect("the state describes a network the file cannot hold");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: not a training checkpoint: the file has {file_len} bytes, too few for the weights and momentum \
+             of the {parameters} parameters of its training state's config (8 bytes each)",
+            forged.display()
+        )
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn rejects_bad_options() {
-    for bad in [
-        TrainConfig { epochs: 0, ..config(0, 1, 32) },
-        TrainConfig { batch_size: 0, ..config(0, 1, 32) },
-        TrainConfig { lr: f64::NAN, ..config(0, 1, 32) },
-        TrainConfig { weight_decay: -1.0, ..config(0, 1, 32) },
-        TrainConfig { max_batches: Some(0), ..config(0, 1, 32) },
+    for (bad, message) in [
+        (TrainConfig { epochs: 0, ..config(0, 1, 32) }, "epochs is 0, expected at least 1"),
+        (TrainConfig { batch_size: 0, ..config(0, 1, 32) }, "batch size is 0, expected at least 1"),
+        (TrainConfig { lr: f64::NAN, ..config(0, 1, 32) }, "learning rate NaN must be a positive number"),
+        (TrainConfig { weight_decay: -1.0, ..config(0, 1, 32) }, "weight decay -1 must be zero or a positive number"),
+        (TrainConfig { max_batches: Some(0), ..config(0, 1, 32) }, "max batches is 0, expected at least 1"),
     ] {
         let err = Trainer::new(bad, &subset(100, 1).0).err().expect("invalid option");
         assert!(matches!(err, TrainError::Config(_)), "{err}");
+        assert_eq!(err.to_string(), format!("invalid training option: {message}"));
     }
     assert!(Trainer::new(config(0, 1, 32), &subset(0, 1).0).is_err());
     let huge = TrainConfig { epochs: usize::MAX / 2 + 2, ..config(0, 1, 32) };

@@ -3,18 +3,19 @@
 
 mod common;
 
-use common::torchvision_keys;
+use common::{RawTensor, encode, pytorch_tensors, raw_file, torchvision_keys, torchvision_tensors, write_with_crate};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use incept_autograd::{Tape, Var};
-use incept_models::io::{MAX_HEADER_BYTES, load_safetensors, save_safetensors, write_safetensors};
+use incept_models::io::{
+    MAX_HEADER_BYTES, MAX_METADATA_ENTRIES, load_safetensors, save_safetensors, write_safetensors,
+};
 use incept_models::layers::Linear;
 use incept_models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Init, ModelError, Module, Stem, Variant};
 use incept_tensor::Tensor;
-use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 /// Creates a fresh, empty directory for one test.
@@ -61,57 +62,6 @@ fn train_step(net: &GoogLeNet<f32>) {
     let tape = Tape::new();
     let x = Var::constant(Tensor::randn([4, 1, 28, 28], 0.5, 2.0, 11));
     net.forward(&ForwardCtx::train(&tape, 0), &x).unwrap();
-}
-
-/// Encodes `values` as little-endian `dtype` (F32, F64 or I64).
-fn encode(values: &[f64], dtype: Dtype) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for &v in values {
-        match dtype {
-            Dtype::F32 => bytes.extend((v as f32).to_le_bytes()),
-            Dtype::F64 => bytes.extend(v.to_le_bytes()),
-            Dtype::I64 => bytes.extend((v as i64).to_le_bytes()),
-            other => panic!("encode: unsupported {other:?}"),
-        }
-    }
-    bytes
-}
-
-/// One tensor of a hand-made file: name, dtype, shape and raw bytes.
-type RawTensor = (String, Dtype, Vec<usize>, Vec<u8>);
-
-/// Writes `tensors` with the safetensors crate's own serialiser, as PyTorch's
-/// `safetensors.torch.save_file` lays them out.
-fn write_with_crate(path: &Path, tensors: &[RawTensor], metadata: &[(&str, &str)]) {
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .map(|(name, dtype, shape, bytes)| (name.clone(), TensorView::new(*dtype, shape.clone(), bytes).unwrap()))
-        .collect();
-    let metadata =
-        (!metadata.is_empty()).then(|| metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-    fs::write(path, safetensors::serialize(views, metadata).unwrap()).unwrap();
-}
-
-/// Encodes the module's state as `F32` tensors, with count buffers as `I64` set to `count`.
-fn pytorch_tensors<M: Module<f32> + ?Sized>(module: &M, count: i64) -> Vec<RawTensor> {
-    let mut tensors: Vec<RawTensor> = module
-        .parameters()
-        .iter()
-        .map(|p| {
-            let values: Vec<f64> = p.value().data().iter().map(|&x| f64::from(x)).collect();
-            (p.name().to_string(), Dtype::F32, p.value().dims().to_vec(), encode(&values, Dtype::F32))
-        })
-        .collect();
-    for b in module.buffers() {
-        let tensor = if b.name().ends_with("num_batches_tracked") {
-            (b.name().to_string(), Dtype::I64, vec![], count.to_le_bytes().to_vec())
-        } else {
-            let values: Vec<f64> = b.value().data().iter().map(|&x| f64::from(x)).collect();
-            (b.name().to_string(), Dtype::F32, b.value().dims().to_vec(), encode(&values, Dtype::F32))
-        };
-        tensors.push(tensor);
-    }
-    tensors
 }
 
 #[test]
@@ -204,24 +154,6 @@ fn pytorch_layout_file_loads() {
 /// `i` is filled with `i / 1000`, and every `num_batches_tracked` is 3.
 fn write_torchvision_file(path: &Path, keys_file: &str, metadata: &[(&str, &str)]) {
     write_with_crate(path, &torchvision_tensors(keys_file), metadata);
-}
-
-/// Returns the tensors [`write_torchvision_file`] writes.
-fn torchvision_tensors(keys_file: &str) -> Vec<RawTensor> {
-    torchvision_keys(keys_file)
-        .into_iter()
-        .enumerate()
-        .map(|(i, (name, dims, dtype))| {
-            let numel = dims.iter().product::<usize>();
-            let (dtype, values) = match dtype.as_str() {
-                "float32" => (Dtype::F32, vec![i as f64 / 1000.0; numel]),
-                "int64" => (Dtype::I64, vec![3.0; numel]),
-                other => panic!("{keys_file}: unexpected dtype {other}"),
-            };
-            let bytes = encode(&values, dtype);
-            (name, dtype, dims, bytes)
-        })
-        .collect()
 }
 
 #[test]
@@ -575,14 +507,6 @@ fn load_rejects_bad_config_metadata() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Builds a safetensors file from a raw header string and data bytes.
-fn raw_file(header: &str, data: &[u8]) -> Vec<u8> {
-    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-    bytes.extend(header.as_bytes());
-    bytes.extend(data);
-    bytes
-}
-
 #[test]
 fn malformed_files_are_errors() {
     let dir = test_dir("malformed");
@@ -657,6 +581,25 @@ fn malformed_files_are_errors() {
             "do not span its number of elements times its dtype size: shape [2] of F32 takes 8 bytes",
         ),
         ("truncated", raw_file(valid_header, &[0; 20]), "point past the 20 data bytes"),
+        (
+            "metadata-1025-entries",
+            raw_file(
+                &format!(
+                    r#"{{"__metadata__":{{{}}}}}"#,
+                    (0..=MAX_METADATA_ENTRIES).map(|i| format!(r#""{i}":"""#)).collect::<Vec<_>>().join(",")
+                ),
+                &[],
+            ),
+            "\"__metadata__\" has more than 1024 entries, the most this loader reads",
+        ),
+        (
+            "rank-65",
+            raw_file(
+                &format!(r#"{{"fc.bias":{{"dtype":"F32","shape":[{}],"data_offsets":[0,4]}}}}"#, ["1"; 65].join(",")),
+                &[0; 4],
+            ),
+            "the shape has more than 64 dimensions, the most this loader reads",
+        ),
         ("trailing", raw_file(valid_header, &[0; 28]), "do not end at the end of the file"),
         ("trailing-17-mib", raw_file(valid_header, &vec![0; 17 << 20]), "do not end at the end of the file"),
     ];

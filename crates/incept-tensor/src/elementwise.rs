@@ -234,10 +234,10 @@ pub fn concat_channels_relu<T: Float>(xs: &[&Tensor<T>], relu: &[bool]) -> Resul
 pub fn slice_channels<T: Float>(x: &Tensor<T>, start: usize, len: usize) -> Result<Tensor<T>> {
     let op = "slice_channels";
     let &[n, c, h, w] = x.expect_rank(op, 4)? else { unreachable!() };
-    if start + len > c {
+    if start.checked_add(len).is_none_or(|end| end > c) {
         return Err(TensorError::invalid(
             op,
-            format!("channels {start}..{} exceed the {c} channels of {:?}", start + len, x.dims()),
+            format!("channels {start}..{} exceed the {c} channels of {:?}", start.saturating_add(len), x.dims()),
         ));
     }
     let plane = h * w;

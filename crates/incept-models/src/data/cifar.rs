@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use incept_tensor::Tensor;
 
-use super::Dataset;
+use super::{Dataset, check_data_dir};
 use crate::{ModelError, Result};
 
 /// CIFAR-10 class names, indexed by label, as listed in `batches.meta.txt`.
@@ -170,10 +170,17 @@ fn record_count(path: &Path, file_len: u64) -> Result<usize> {
 /// it is read. Returns `(train, test)`.
 ///
 /// # Errors
+/// [`ModelError::Io`] naming `dir` if it is missing or not a directory.
 /// [`ModelError::Io`] with kind [`io::ErrorKind::NotFound`] if one of the
 /// six files is missing; the message names it and the archive to download.
 /// Otherwise any error of [`read_cifar10_batch`].
 pub fn cifar10(dir: &Path) -> Result<(Dataset, Dataset)> {
+    let expected_files = format!(
+        "download the CIFAR-10 binary version ({ARCHIVE_URL}) and unpack it into a directory, which creates \
+         {ARCHIVE_DIR} with data_batch_1.bin to data_batch_5.bin and {TEST_FILE}, or put those six files \
+         directly into a directory, and pass that directory"
+    );
+    check_data_dir(dir, &expected_files)?;
     let base = cifar10_base_dir(dir);
     let find = |name: &str| -> Result<PathBuf> {
         let path = base.join(name);
@@ -450,6 +457,25 @@ mod tests {
         assert!(message.contains("data_batch_1.bin"), "{message}");
         assert!(message.contains(ARCHIVE_URL), "{message}");
         assert!(message.contains(ARCHIVE_DIR), "{message}");
+    }
+
+    #[test]
+    fn loader_rejects_file_as_directory() {
+        let dir = TempDir::new("cifar-file");
+        let file = dir.write("data_batch_1.bin", &records(&[1]));
+
+        let error = cifar10(&file).unwrap_err();
+
+        match &error {
+            ModelError::Io { path, source } => {
+                assert_eq!(path, &file);
+                assert_eq!(source.kind(), io::ErrorKind::NotADirectory);
+            }
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+        let message = error.to_string();
+        assert!(message.starts_with(&format!("{}: not a directory; ", file.display())), "{message}");
+        assert!(message.contains(ARCHIVE_URL), "{message}");
     }
 
     #[test]

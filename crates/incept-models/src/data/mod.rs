@@ -56,11 +56,17 @@ const TEST_LABELS_FILE: &str = "t10k-labels-idx1-ubyte.gz";
 /// Returns `(train, test)`.
 ///
 /// # Errors
+/// [`ModelError::Io`] naming `dir` if it is missing or not a directory.
 /// [`ModelError::Io`] with kind [`io::ErrorKind::NotFound`] if one of the
 /// four files is missing; the message names it and suggests `--data DIR`.
 /// [`ModelError::Format`] if the training and test images differ in size.
 /// Otherwise any error of [`Dataset::from_idx`].
 pub fn fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
+    let expected_files = format!(
+        "use a directory (the training example's --data DIR) that contains the four Fashion-MNIST IDX files \
+         {TRAIN_IMAGES_FILE}, {TRAIN_LABELS_FILE}, {TEST_IMAGES_FILE} and {TEST_LABELS_FILE}, gzip-compressed or not"
+    );
+    check_data_dir(dir, &expected_files)?;
     let find = |name: &str| -> Result<PathBuf> {
         let gzip = dir.join(name);
         let raw = dir.join(name.trim_end_matches(".gz"));
@@ -70,12 +76,7 @@ pub fn fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
         if raw.exists() {
             return Ok(raw);
         }
-        let message = format!(
-            "Fashion-MNIST file not found (also looked for {}); use a directory (the training example's --data DIR) that \
-             contains the four Fashion-MNIST IDX files {TRAIN_IMAGES_FILE}, {TRAIN_LABELS_FILE}, \
-             {TEST_IMAGES_FILE} and {TEST_LABELS_FILE}, gzip-compressed or not",
-            raw.display()
-        );
+        let message = format!("Fashion-MNIST file not found (also looked for {}); {expected_files}", raw.display());
         Err(ModelError::Io { path: gzip, source: io::Error::new(io::ErrorKind::NotFound, message) })
     };
     let paths = [find(TRAIN_IMAGES_FILE)?, find(TRAIN_LABELS_FILE)?, find(TEST_IMAGES_FILE)?, find(TEST_LABELS_FILE)?];
@@ -96,6 +97,20 @@ pub fn fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
         });
     }
     Ok((train, test))
+}
+
+/// Checks that `dir` exists and is a directory, before a loader looks for
+/// its files in it. `expected_files` ends the message and describes what the
+/// directory must contain.
+fn check_data_dir(dir: &Path, expected_files: &str) -> Result<()> {
+    let (kind, problem) = match std::fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => return Ok(()),
+        Ok(_) => (io::ErrorKind::NotADirectory, "not a directory"),
+        Err(source) if source.kind() == io::ErrorKind::NotFound => (io::ErrorKind::NotFound, "directory not found"),
+        Err(source) => return Err(ModelError::Io { path: dir.to_path_buf(), source }),
+    };
+    let source = io::Error::new(kind, format!("{problem}; {expected_files}"));
+    Err(ModelError::Io { path: dir.to_path_buf(), source })
 }
 
 /// Temporary directories and synthetic IDX files for the data tests.
@@ -224,6 +239,30 @@ mod tests {
         let (mean, std) = mean_and_std(train.images().data());
         assert!(mean.abs() < 0.01, "normalised mean is {mean}");
         assert!((std - 1.0).abs() < 0.01, "normalised std is {std}");
+    }
+
+    #[test]
+    fn data_dir_missing_or_a_file() {
+        let dir = test_support::TempDir::new("fashion-not-dir");
+        let missing = dir.path().join("missing");
+        let file = dir.write("file", b"not a directory");
+
+        for (path, kind, problem) in [
+            (missing, io::ErrorKind::NotFound, "directory not found"),
+            (file, io::ErrorKind::NotADirectory, "not a directory"),
+        ] {
+            let error = fashion_mnist(&path).unwrap_err();
+            match &error {
+                ModelError::Io { path: error_path, source } => {
+                    assert_eq!(error_path, &path);
+                    assert_eq!(source.kind(), kind);
+                }
+                other => panic!("expected an I/O error, got {other:?}"),
+            }
+            let message = error.to_string();
+            assert!(message.starts_with(&format!("{}: {problem}; ", path.display())), "{message}");
+            assert!(message.contains("--data DIR"), "{message}");
+        }
     }
 
     #[test]

@@ -15,6 +15,13 @@ use crate::{GoogLeNet, GoogLeNetConfig, ModelError, Result};
 /// [`GoogLeNetConfig`] as JSON.
 pub const CONFIG_METADATA_KEY: &str = "incept.config";
 
+/// Bytes of tensor data per parameter that [`GoogLeNet::load`] and
+/// [`GoogLeNet::load_torchvision`] require before they build the network
+/// a file describes: the size of `F16` and `BF16`, so that a half-precision
+/// export is built and reported as a dtype mismatch. Narrower files are
+/// rejected before the build.
+const MIN_BYTES_PER_PARAMETER: u64 = 2;
+
 /// Value of the `"format"` metadata key in files [`GoogLeNet::save`] writes;
 /// PyTorch's `safetensors.torch.save_file` conventionally writes `"pt"`.
 const FORMAT: &str = "incept";
@@ -151,21 +158,22 @@ impl<T: Float> GoogLeNet<T> {
     ///
     /// The header's names, shapes and dtypes can only be compared with a
     /// built network, so the build is bounded first. The file must have at
-    /// least 4 bits of tensor data per parameter of the config, because no
-    /// safetensors dtype is narrower (`F4`). A valid file whose tensors
-    /// match the config always passes. A damaged or hostile header cannot
-    /// make the build allocate more than `2 * size_of::<T>()` bytes of
-    /// parameters per byte of the file. `advice` ends the error message.
+    /// least [`MIN_BYTES_PER_PARAMETER`] bytes of tensor data per parameter
+    /// of the config. A valid file, whose float tensors are `F32` or `F64`,
+    /// always passes, and so does a half-precision export, which is then
+    /// reported as a dtype mismatch. A damaged or hostile header cannot make
+    /// the build allocate more than `size_of::<T>() / 2` bytes of parameters
+    /// per byte of the file. `advice` ends the error message.
     fn build_for_file(path: &Path, file: File, header: &Header, config: GoogLeNetConfig, advice: &str) -> Result<Self> {
         let data_len = header.data_len();
         let parameters = config.parameter_count();
-        if parameters.is_none_or(|count| count.div_ceil(2) as u64 > data_len) {
+        if parameters.is_none_or(|count| (count as u64).saturating_mul(MIN_BYTES_PER_PARAMETER) > data_len) {
             let count = parameters.map_or("more than usize::MAX".to_string(), |count| count.to_string());
             return Err(ModelError::Format {
                 path: path.to_path_buf(),
                 reason: format!(
                     "the file has {data_len} bytes of tensor data, too few for the {count} parameters of the \
-                     config {config:?} in any safetensors dtype (the narrowest, F4, takes 4 bits); {advice}"
+                     config {config:?} at {MIN_BYTES_PER_PARAMETER} bytes each (F16 or wider); {advice}"
                 ),
             });
         }

@@ -7,12 +7,16 @@
 //! a model before it reads or allocates anything for the data.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
+use safetensors::Dtype;
 use safetensors::tensor::TensorInfo;
-use serde_json::Value;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::{ModelError, Result};
 
@@ -110,75 +114,197 @@ fn header_length(file_len: u64, prefix: &[u8]) -> std::result::Result<u64, Strin
 /// entries by name.
 type HeaderEntries = (BTreeMap<String, String>, BTreeMap<String, TensorInfo>);
 
+/// Largest number of `__metadata__` entries the loaders read. Files written
+/// by [`GoogLeNet::save`](crate::GoogLeNet::save) and the training
+/// checkpoints have two.
+pub const MAX_METADATA_ENTRIES: usize = 1024;
+
+/// Largest number of dimensions a tensor entry may declare.
+pub const MAX_TENSOR_RANK: usize = 64;
+
 /// Parses the JSON header into its metadata strings and tensor entries.
 ///
-/// The header is parsed into a [`Value`] first and then entry by entry, so
-/// an error names the entry that is wrong. Fields other than `dtype`,
-/// `shape` and `data_offsets` are ignored, as the safetensors crate does.
+/// The header is read entry by entry and each entry is checked as it
+/// arrives, so an error names the entry that is wrong and nothing is built
+/// for the entries after it. Only the entries kept in the result take
+/// memory: no JSON tree of the whole header is built, because one of
+/// `[0,0,...]` would take 16 bytes per byte of text. Fields other than
+/// `dtype`, `shape` and `data_offsets` are ignored, as the safetensors
+/// crate does. A name that appears twice keeps its last entry.
 fn parse_header(json: &[u8]) -> std::result::Result<HeaderEntries, String> {
     let text = std::str::from_utf8(json).map_err(|e| format!("the header is not valid UTF-8: {e}"))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| format!("the header is not valid JSON ({e}); a safetensors header is {HEADER_LAYOUT}"))?;
-    let Value::Object(entries) = value else {
-        return Err(format!("the header is a JSON {}, not {HEADER_LAYOUT}", json_kind(&value)));
-    };
+    let not_json =
+        |e: serde_json::Error| format!("the header is not valid JSON ({e}); a safetensors header is {HEADER_LAYOUT}");
+    let kind = json_kind(text);
+    if kind != "object" {
+        // Syntax errors are reported before the kind, which is only known for valid JSON.
+        serde_json::from_str::<IgnoredAny>(text).map_err(not_json)?;
+        return Err(format!("the header is a JSON {kind}, not {HEADER_LAYOUT}"));
+    }
     let mut metadata = BTreeMap::new();
     let mut tensors = BTreeMap::new();
-    for (name, entry) in entries {
+    for_each_entry(text, |name, entry| {
         if name == "__metadata__" {
-            metadata = parse_metadata(entry)?;
+            metadata = parse_metadata(entry.get())?;
         } else {
-            let info = parse_tensor_info(&name, entry)?;
+            let info = parse_tensor_info(&name, entry.get())?;
             tensors.insert(name, info);
         }
-    }
+        Ok(())
+    })
+    .map_err(|error| match error {
+        EntryError::Syntax(e) => not_json(e),
+        EntryError::Entry(reason) => reason,
+    })?;
     Ok((metadata, tensors))
 }
 
 /// Parses the `__metadata__` entry, which safetensors defines as an object
 /// of strings; `null` counts as no metadata.
-fn parse_metadata(entry: Value) -> std::result::Result<BTreeMap<String, String>, String> {
-    let entries = match entry {
-        Value::Null => return Ok(BTreeMap::new()),
-        Value::Object(entries) => entries,
-        other => {
-            return Err(format!("\"__metadata__\" is a JSON {}, not an object of strings", json_kind(&other)));
+fn parse_metadata(entry: &str) -> std::result::Result<BTreeMap<String, String>, String> {
+    match json_kind(entry) {
+        "null" => return Ok(BTreeMap::new()),
+        "object" => {}
+        other => return Err(format!("\"__metadata__\" is a JSON {other}, not an object of strings")),
+    }
+    let mut metadata = BTreeMap::new();
+    for_each_entry(entry, |key, value| {
+        if metadata.len() == MAX_METADATA_ENTRIES {
+            return Err(format!(
+                "\"__metadata__\" has more than {MAX_METADATA_ENTRIES} entries, the most this loader reads"
+            ));
         }
-    };
-    entries
-        .into_iter()
-        .map(|(key, value)| match value {
-            Value::String(text) => Ok((key, text)),
-            other => Err(format!(
-                "the \"__metadata__\" value of {key:?} is a JSON {}, but safetensors metadata values are strings",
-                json_kind(&other)
-            )),
-        })
-        .collect()
+        let kind = json_kind(value.get());
+        if kind != "string" {
+            return Err(format!(
+                "the \"__metadata__\" value of {key:?} is a JSON {kind}, but safetensors metadata values are strings"
+            ));
+        }
+        let text: String = serde_json::from_str(value.get())
+            .map_err(|e| format!("the \"__metadata__\" value of {key:?} is invalid: {e}"))?;
+        metadata.insert(key, text);
+        Ok(())
+    })
+    .map_err(|error| match error {
+        // The whole header was valid JSON when this entry was cut from it.
+        EntryError::Syntax(e) => format!("\"__metadata__\" is not valid JSON: {e}"),
+        EntryError::Entry(reason) => reason,
+    })?;
+    Ok(metadata)
+}
+
+/// A tensor entry as the header spells it, with the rank bounded while the
+/// shape is read.
+#[derive(Deserialize)]
+struct TensorEntry {
+    dtype: Dtype,
+    #[serde(deserialize_with = "deserialize_shape")]
+    shape: Vec<usize>,
+    data_offsets: (usize, usize),
 }
 
 /// Parses one tensor entry. Its fields keep serde's messages, which name
 /// the field and the value, such as "missing field `shape`".
-fn parse_tensor_info(name: &str, entry: Value) -> std::result::Result<TensorInfo, String> {
-    if !entry.is_object() {
+fn parse_tensor_info(name: &str, entry: &str) -> std::result::Result<TensorInfo, String> {
+    let kind = json_kind(entry);
+    if kind != "object" {
         return Err(format!(
-            "the entry of tensor {name:?} is a JSON {}, not an object with dtype, shape and data_offsets",
-            json_kind(&entry)
+            "the entry of tensor {name:?} is a JSON {kind}, not an object with dtype, shape and data_offsets"
         ));
     }
-    serde_json::from_value(entry)
-        .map_err(|e| format!("the entry of tensor {name:?} is not a valid {{dtype, shape, data_offsets}} object: {e}"))
+    let TensorEntry { dtype, shape, data_offsets } = serde_json::from_str(entry).map_err(|e| {
+        format!("the entry of tensor {name:?} is not a valid {{dtype, shape, data_offsets}} object: {e}")
+    })?;
+    Ok(TensorInfo { dtype, shape, data_offsets })
 }
 
-/// Names the JSON type of `value` as the JSON specification does.
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+/// Reads a shape array of at most [`MAX_TENSOR_RANK`] dimensions.
+fn deserialize_shape<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<usize>, D::Error> {
+    struct ShapeVisitor;
+
+    impl<'de> Visitor<'de> for ShapeVisitor {
+        type Value = Vec<usize>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            write!(formatter, "an array of at most {MAX_TENSOR_RANK} dimensions")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Vec<usize>, A::Error> {
+            let mut shape = Vec::new();
+            while let Some(dim) = seq.next_element()? {
+                if shape.len() == MAX_TENSOR_RANK {
+                    return Err(de::Error::custom(format!(
+                        "the shape has more than {MAX_TENSOR_RANK} dimensions, the most this loader reads"
+                    )));
+                }
+                shape.push(dim);
+            }
+            Ok(shape)
+        }
+    }
+
+    deserializer.deserialize_seq(ShapeVisitor)
+}
+
+/// The reason [`for_each_entry`] stopped before the end of the object.
+enum EntryError {
+    /// The text is not valid JSON.
+    Syntax(serde_json::Error),
+    /// The callback rejected an entry.
+    Entry(String),
+}
+
+/// Calls `entry` with the key and the raw JSON value of each entry of the
+/// JSON object `text`, in order. After the first entry it rejects, the rest
+/// of the object is checked for syntax without allocating, and its error
+/// is returned.
+fn for_each_entry<'de>(
+    text: &'de str,
+    mut entry: impl FnMut(String, &'de RawValue) -> std::result::Result<(), String>,
+) -> std::result::Result<(), EntryError> {
+    struct EntryVisitor<'a, 'de> {
+        entry: &'a mut dyn FnMut(String, &'de RawValue) -> std::result::Result<(), String>,
+    }
+
+    impl<'de> Visitor<'de> for EntryVisitor<'_, 'de> {
+        /// The rejection of an entry, if there was one.
+        type Value = Option<String>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Option<String>, A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                let value: &'de RawValue = map.next_value()?;
+                if let Err(reason) = (self.entry)(key, value) {
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    return Ok(Some(reason));
+                }
+            }
+            Ok(None)
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let rejected = deserializer.deserialize_map(EntryVisitor { entry: &mut entry }).map_err(EntryError::Syntax)?;
+    deserializer.end().map_err(EntryError::Syntax)?;
+    match rejected {
+        Some(reason) => Err(EntryError::Entry(reason)),
+        None => Ok(()),
+    }
+}
+
+/// Names the JSON type of the valid JSON `text` as the JSON specification
+/// does, from its first character.
+fn json_kind(text: &str) -> &'static str {
+    match text.trim_start().bytes().next() {
+        Some(b'{') => "object",
+        Some(b'[') => "array",
+        Some(b'"') => "string",
+        Some(b't' | b'f') => "boolean",
+        Some(b'n') => "null",
+        _ => "number",
     }
 }
 

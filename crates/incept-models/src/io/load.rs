@@ -34,14 +34,18 @@ use crate::{BufferKind, ModelError, Module, Result};
 /// the module is unchanged.
 ///
 /// [`MAX_HEADER_BYTES`]: super::MAX_HEADER_BYTES
+/// [`MAX_METADATA_ENTRIES`]: super::MAX_METADATA_ENTRIES
+/// [`MAX_TENSOR_RANK`]: super::MAX_TENSOR_RANK
 ///
 /// # Errors
 /// - [`ModelError::Io`] if the file cannot be opened or read.
 /// - [`ModelError::Format`] if the file is not a valid safetensors file.
 ///   Invalid files include those shorter than the 8-byte length prefix,
 ///   with a header length past the end of the file or above
-///   [`MAX_HEADER_BYTES`], and with a header that is not UTF-8 JSON in the
-///   safetensors layout. If the tensors match the module, data offsets
+///   [`MAX_HEADER_BYTES`], with a header that is not UTF-8 JSON in the
+///   safetensors layout, and with more than [`MAX_METADATA_ENTRIES`]
+///   metadata entries or a shape of more than [`MAX_TENSOR_RANK`]
+///   dimensions. If the tensors match the module, data offsets
 ///   that overlap, leave gaps, point past the end of the file or do not end
 ///   at its end are invalid too.
 /// - [`ModelError::StateDict`] listing every missing, unexpected, reshaped

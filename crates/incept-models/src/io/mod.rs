@@ -34,7 +34,7 @@ use incept_tensor::{Float, Tensor};
 use safetensors::Dtype;
 
 pub use googlenet::CONFIG_METADATA_KEY;
-pub use header::{MAX_HEADER_BYTES, read_safetensors_metadata};
+pub use header::{MAX_HEADER_BYTES, MAX_METADATA_ENTRIES, MAX_TENSOR_RANK, read_safetensors_metadata};
 pub use load::load_safetensors;
 pub use save::{save_safetensors, write_safetensors};
 
