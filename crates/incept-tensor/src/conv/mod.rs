@@ -369,17 +369,28 @@ fn conv2d_impl<T: Float>(
         ));
     }
     let out_len = g.c_out * g.out_pixels();
-    let mut y = Tensor::zeros([g.batch, g.c_out, g.h_out, g.w_out]);
+    let dims = [g.batch, g.c_out, g.h_out, g.w_out];
     if out_len == 0 || g.batch == 0 {
-        return Ok(y);
+        return Ok(Tensor::zeros(dims));
     }
     if let Some(kernel) = packed_kernel::<T>()? {
         let bias = bias.map(|b| f32_of(b.data()));
         let (x, weight) = (f32_of(x.data()), f32_of(weight.data()));
-        let y_data = T::as_f32_slice_mut(y.data_mut()).expect("packed_kernel returns Some only for f32");
-        packed::forward(kernel, &g, x, weight, bias, relu, y_data);
-        return Ok(y);
+        let len = g.batch * out_len;
+        // The packed GEMM writes every output element, so the buffer is
+        // not zeroed first.
+        let mut data: Vec<T> = Vec::with_capacity(len);
+        // T is f32 on this path (packed_kernel returns None otherwise).
+        let y_ptr = data.as_mut_ptr().cast::<f32>();
+        // SAFETY: the buffer has capacity for `len` elements, `forward`
+        // writes all of them, and only then does `set_len` expose them.
+        unsafe {
+            packed::forward(kernel, &g, x, weight, bias, relu, y_ptr, len);
+            data.set_len(len);
+        }
+        return Tensor::from_vec(data, dims);
     }
+    let mut y = Tensor::zeros(dims);
     let epilogue = Epilogue { bias: bias.map(|b| b.data()), relu };
     let (x, weight) = (x.data(), weight.data());
     if g.batch == 1 {

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::{ConvGeometry, col2im, im2col};
 use crate::gemm::dot::{Rows, gemm_nt_add};
-use crate::gemm::packed::{Epilogue, Layout, PackB, StridedB, gemm_packed};
+use crate::gemm::packed::{Epilogue, Layout, PackB, StridedB, gemm_packed, gemm_packed_raw};
 use crate::gemm::{DOT_MR, DOT_NR, DotKernel, MicroKernel};
 use crate::window::valid_outputs;
 
@@ -181,31 +181,46 @@ impl PackB for Im2colTransposed<'_> {
 }
 
 /// Computes `y = conv2d(x, weight) + bias`, then ReLU if `relu`, for the
-/// whole batch. `y` may hold anything beforehand.
-pub(super) fn forward(
+/// whole batch, writing every one of the `y_len` elements at `y` and reading
+/// none.
+///
+/// # Safety
+/// `y` must be valid for writes of `y_len = batch * c_out * h_out * w_out`
+/// elements, which may be uninitialised, and nothing else may access them
+/// during the call.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn forward(
     kernel: MicroKernel,
     g: &ConvGeometry,
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
     relu: bool,
-    y: &mut [f32],
+    y: *mut f32,
+    y_len: usize,
 ) {
     let (m, k, pixels) = (g.group_c_out(), g.group_patch_len(), g.out_pixels());
+    assert_eq!(y_len, g.batch * g.c_out * pixels, "conv output buffer has the wrong length");
     let c_in_group = g.c_in / g.groups;
     for group in 0..g.groups {
         let w = &weight[group * m * k..(group + 1) * m * k];
         let c_layout = Layout::batched(m, pixels, g.batch, pixels, g.c_out * pixels);
         let epilogue = Epilogue { beta: 0.0, bias: bias.map(|b| &b[group * m..(group + 1) * m]), relu };
-        let y = &mut y[group * m * pixels..];
-        if g.pointwise() {
-            // A 1x1 convolution with stride 1 reads the input planes as they are.
-            let layout = Layout::batched(k, pixels, g.batch, pixels, g.c_in * pixels);
-            let b = StridedB::new(&x[group * c_in_group * pixels..], layout);
-            gemm_packed(kernel, w, Layout::matrix(m, k, k, 1), &b, y, c_layout, epilogue, true);
-        } else {
-            let b = Im2col::new(x, g, group * c_in_group);
-            gemm_packed(kernel, w, Layout::matrix(m, k, k, 1), &b, y, c_layout, epilogue, true);
+        // The group's output channels start `group * m` planes into each image.
+        let offset = group * m * pixels;
+        let (y, y_len) = (y.wrapping_add(offset), y_len - offset);
+        let w_layout = Layout::matrix(m, k, k, 1);
+        // SAFETY: forwarded from the caller; with beta 0 nothing is read.
+        unsafe {
+            if g.pointwise() {
+                // A 1x1 convolution with stride 1 reads the input planes as they are.
+                let layout = Layout::batched(k, pixels, g.batch, pixels, g.c_in * pixels);
+                let b = StridedB::new(&x[group * c_in_group * pixels..], layout);
+                gemm_packed_raw(kernel, w, w_layout, &b, y, y_len, c_layout, epilogue, true);
+            } else {
+                let b = Im2col::new(x, g, group * c_in_group);
+                gemm_packed_raw(kernel, w, w_layout, &b, y, y_len, c_layout, epilogue, true);
+            }
         }
     }
 }

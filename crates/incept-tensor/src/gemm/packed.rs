@@ -193,6 +193,32 @@ pub(crate) fn gemm_packed(
     epilogue: Epilogue<'_>,
     parallel: bool,
 ) {
+    // SAFETY: `c` is an initialised slice borrowed mutably for the call.
+    unsafe { gemm_packed_raw(kernel, a, a_layout, b, c.as_mut_ptr(), c.len(), c_layout, epilogue, parallel) }
+}
+
+/// [`gemm_packed`] into C given as a pointer, which with `beta = 0` may
+/// point at uninitialised memory: every element `c_layout` addresses is
+/// then written and none is read.
+///
+/// # Safety
+/// `c` must be valid for writes of `c_len` elements (and for reads when
+/// `beta != 0`), and nothing else may access them during the call.
+///
+/// # Panics
+/// As [`gemm_packed`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_packed_raw(
+    kernel: MicroKernel,
+    a: &[f32],
+    a_layout: Layout,
+    b: &dyn PackB,
+    c: *mut f32,
+    c_len: usize,
+    c_layout: Layout,
+    epilogue: Epilogue<'_>,
+    parallel: bool,
+) {
     let (m, k, n) = (a_layout.rows, a_layout.cols, c_layout.cols);
     assert_eq!(c_layout.rows, m, "packed gemm: C has {} rows, A has {m}", c_layout.rows);
     assert!(kernel.mr <= MAX_MR && kernel.nr <= MAX_NR, "micro-kernel tile larger than the driver's buffers");
@@ -203,16 +229,17 @@ pub(crate) fn gemm_packed(
         return;
     }
     a_layout.assert_fits(a.len(), "A");
-    c_layout.assert_fits(c.len(), "C");
+    c_layout.assert_fits(c_len, "C");
 
     let a_panels = APanels::new(a, a_layout, kernel.mr);
     let threads = rayon::current_num_threads();
     let split = parallel && threads > 1 && rayon::current_thread_index().is_none() && m * k * n >= PARALLEL_MIN_MACS;
     let tasks = plan_tasks(m, n, kernel, if split { threads } else { 1 });
-    let shared_c = SharedC(c.as_mut_ptr());
+    let shared_c = SharedC(c);
     let run = |task: &Task| {
-        // SAFETY: `c_layout` fits `c` (checked above), the tasks cover
-        // disjoint tiles, and `c` is borrowed mutably for this whole call.
+        // SAFETY: `c_layout` fits the `c_len` elements at `c` (checked
+        // above), the tasks cover disjoint tiles, and the caller gives this
+        // call sole access to C.
         unsafe { run_task(kernel, &a_panels, k, b, shared_c, c_layout, epilogue, task) }
     };
     if split {
