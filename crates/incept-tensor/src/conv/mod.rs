@@ -360,13 +360,14 @@ fn conv2d_impl<T: Float>(
 ) -> Result<Tensor<T>> {
     let g = ConvGeometry::new(op, x, weight, params)?;
     if let Some(bias) = bias
-        && bias.dims() != [g.c_out] {
-            return Err(TensorError::mismatch(
-                op,
-                &[weight.dims(), bias.dims()],
-                format!("the bias must have shape [{}] (one value per output channel)", g.c_out),
-            ));
-        }
+        && bias.dims() != [g.c_out]
+    {
+        return Err(TensorError::mismatch(
+            op,
+            &[weight.dims(), bias.dims()],
+            format!("the bias must have shape [{}] (one value per output channel)", g.c_out),
+        ));
+    }
     let out_len = g.c_out * g.out_pixels();
     let mut y = Tensor::zeros([g.batch, g.c_out, g.h_out, g.w_out]);
     if out_len == 0 || g.batch == 0 {
