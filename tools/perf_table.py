@@ -24,7 +24,7 @@ One run does four things, all with the same thread count (`--threads`):
 
 A full run should take about 4 minutes on an idle 2-core machine once the
 benches are built, an estimate from the criterion settings and the
-reference repeats. A quick run took 2 minutes per side on a busy machine.
+reference repeats. Quick runs took 1.5 to 2.5 minutes on a busy machine.
 Run it on an idle machine, because other processes on the same cores slow
 the two sides unevenly, and PyTorch's OpenMP threads most.
 
