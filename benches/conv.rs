@@ -6,7 +6,10 @@
 //!
 //! ```text
 //! cargo bench --bench conv
+//! INCEPT_BENCH_QUICK=1 cargo bench --bench conv    # warm-up and measurement cut to 0.5 s and 1 s
 //! ```
+
+mod support;
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -79,8 +82,7 @@ const LAYERS: [ConvLayer; 6] = [
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(2));
+    support::set_times(group, Duration::from_secs(1), Duration::from_secs(2));
 }
 
 fn bench_forward(c: &mut Criterion) {
@@ -126,7 +128,8 @@ fn bench_backward(c: &mut Criterion) {
 /// magnitude. If the two times match, flush-to-zero is not needed here.
 fn bench_subnormal(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv2d_subnormal_inputs");
-    group.sample_size(10).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_secs(1));
+    group.sample_size(10);
+    support::set_times(&mut group, Duration::from_secs(1), Duration::from_secs(2));
     let params = Conv2dParams::new(1, 1);
     let w = Tensor::<f32>::randn([48, 16, 3, 3], 0.0, 0.1, 2);
     for (name, scale) in [("normal", 1.0f32), ("subnormal", 1e-39f32)] {

@@ -5,7 +5,10 @@
 //!
 //! ```text
 //! cargo bench --bench googlenet
+//! INCEPT_BENCH_QUICK=1 cargo bench --bench googlenet    # warm-up and measurement cut to 0.5 s and 1 s
 //! ```
+
+mod support;
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -23,8 +26,7 @@ fn bench_googlenet(c: &mut Criterion) {
     let mut group = c.benchmark_group("googlenet_224");
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
-    group.warm_up_time(Duration::from_secs(3));
-    group.measurement_time(Duration::from_secs(10));
+    support::set_times(&mut group, Duration::from_secs(3), Duration::from_secs(10));
 
     let eval_net = GoogLeNet::<f32>::new(GoogLeNetConfig { aux_logits: false, ..GoogLeNetConfig::torchvision() })
         .expect("torchvision config is valid");

@@ -7,7 +7,10 @@
 //!
 //! ```text
 //! cargo bench --bench inception
+//! INCEPT_BENCH_QUICK=1 cargo bench --bench inception    # warm-up and measurement cut to 0.5 s and 1 s
 //! ```
+
+mod support;
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -78,14 +81,14 @@ const LAYER_CASES: [ConvCase; 3] = [
 fn configure_heavy(group: &mut BenchmarkGroup<'_, WallTime>, measurement_secs: u64) {
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
-    group.warm_up_time(Duration::from_secs(2));
-    group.measurement_time(Duration::from_secs(measurement_secs));
+    support::set_times(group, Duration::from_secs(2), Duration::from_secs(measurement_secs));
 }
 
 fn bench_conv2d(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv2d_forward");
     group.sample_size(10);
-    group.measurement_time(Duration::from_secs(3));
+    // Criterion's default warm-up time is 3 s.
+    support::set_times(&mut group, Duration::from_secs(3), Duration::from_secs(3));
     for (i, case) in LAYER_CASES.iter().enumerate() {
         let (x, w) = case.tensors(2 * i as u64);
         group.throughput(Throughput::Elements(case.forward_macs()));
@@ -97,7 +100,8 @@ fn bench_conv2d(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("conv2d_backward");
     group.sample_size(10);
-    group.measurement_time(Duration::from_secs(3));
+    // Criterion's default warm-up time is 3 s.
+    support::set_times(&mut group, Duration::from_secs(3), Duration::from_secs(3));
     for (i, case) in LAYER_CASES.iter().enumerate() {
         let (x, w) = case.tensors(2 * i as u64);
         let dy = conv2d(&x, &w, None, case.params()).expect("valid conv2d shapes");

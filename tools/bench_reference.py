@@ -11,13 +11,21 @@ repeated runs after warm-up, in milliseconds per batch and images per second.
 
     pip install torch torchvision onnxruntime onnx
     python3 tools/bench_reference.py --threads 2
+    python3 tools/bench_reference.py --threads 2 --train-memory   # peak RSS of training alone
+
+`--train-memory` runs only training steps and prints one JSON line with the
+process's peak resident memory (`ru_maxrss`) after importing torch and
+torchvision and after the steps. `tools/perf_table.py` imports the timing
+functions below and runs `--train-memory` in a child process.
 
 Written with torch 2.5.1, torchvision 0.20.1, onnxruntime 1.32.0 and onnx
 1.23.2. CI never runs this script.
 """
 
 import argparse
+import json
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -25,6 +33,13 @@ import time
 import torch
 import torch.nn.functional as F
 import torchvision
+
+# Peak resident memory of this process once torch and torchvision are
+# imported, in KiB (Linux reports ru_maxrss in KiB).
+IMPORT_MAXRSS_KIB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+EVAL_BATCHES = (1, 16)
+TRAIN_BATCH = 16
 
 
 def median_ms(run, repeats, warmup):
@@ -42,28 +57,59 @@ def report(name, batch, ms):
     print(f"{name:<40} batch {batch:>2}: {ms:9.2f} ms  {batch * 1e3 / ms:8.1f} images/s")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for both runtimes")
-    parser.add_argument("--repeats", type=int, default=20, help="timed runs per workload (eval)")
-    parser.add_argument("--train-repeats", type=int, default=5, help="timed training steps")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def configure(threads):
+    """Set torch's intra-op thread count and seed its random generator."""
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {args.threads} threads")
 
-    model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False).eval()
-    with torch.no_grad():
-        for batch in (1, 16):
-            x = torch.randn(batch, 3, 224, 224)
-            report("pytorch eager eval", batch, median_ms(lambda: model(x), args.repeats, 3))
-            x_cl = x.to(memory_format=torch.channels_last)
-            model_cl = model.to(memory_format=torch.channels_last)
-            report("pytorch eager eval, channels_last", batch, median_ms(lambda: model_cl(x_cl), args.repeats, 3))
-            model = model.to(memory_format=torch.contiguous_format)
 
+def versions():
+    """Return the versions of the libraries this script times."""
+    import onnx
     import onnxruntime as ort
 
+    return {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "onnxruntime": ort.__version__,
+        "onnx": onnx.__version__,
+    }
+
+
+def eval_model():
+    """Build torchvision's GoogLeNet without auxiliary heads, in eval mode."""
+    return torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False).eval()
+
+
+def time_pytorch_eval(model, repeats, warmup=3, log=report):
+    """Time eager eval in the default and the channels_last memory format.
+
+    Returns `{"eager": {batch: ms}, "channels_last": {batch: ms}}` with the
+    median milliseconds per batch for each of `EVAL_BATCHES`.
+    """
+    results = {"eager": {}, "channels_last": {}}
+    with torch.no_grad():
+        for batch in EVAL_BATCHES:
+            x = torch.randn(batch, 3, 224, 224)
+            results["eager"][batch] = median_ms(lambda: model(x), repeats, warmup)
+            log("pytorch eager eval", batch, results["eager"][batch])
+            x_cl = x.to(memory_format=torch.channels_last)
+            model_cl = model.to(memory_format=torch.channels_last)
+            results["channels_last"][batch] = median_ms(lambda: model_cl(x_cl), repeats, warmup)
+            log("pytorch eager eval, channels_last", batch, results["channels_last"][batch])
+            model = model.to(memory_format=torch.contiguous_format)
+    return results
+
+
+def time_onnxruntime_eval(model, threads, repeats, warmup=3, log=report):
+    """Export `model` to ONNX (opset 17, dynamic batch) and time it in onnxruntime.
+
+    Returns `{batch: ms}`, the median milliseconds per batch for each of
+    `EVAL_BATCHES`, with `threads` intra-op threads and one inter-op thread.
+    """
+    import onnxruntime as ort
+
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "googlenet.onnx")
         torch.onnx.export(
@@ -71,28 +117,82 @@ def main():
             dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
         )
         options = ort.SessionOptions()
-        options.intra_op_num_threads = args.threads
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        print(f"onnxruntime {ort.__version__}")
-        for batch in (1, 16):
+        for batch in EVAL_BATCHES:
             x = torch.randn(batch, 3, 224, 224).numpy()
-            report("onnxruntime eval", batch, median_ms(lambda: session.run(None, {"x": x}), args.repeats, 3))
+            results[batch] = median_ms(lambda: session.run(None, {"x": x}), repeats, warmup)
+            log("onnxruntime eval", batch, results[batch])
+    return results
 
-    train_model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False).train()
-    optimizer = torch.optim.SGD(train_model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(16, 3, 224, 224)
-    y = torch.randint(0, 1000, (16,))
+
+def train_step_fn():
+    """Build the training workload and return a function that runs one step.
+
+    torchvision's GoogLeNet with auxiliary heads in train mode, SGD with
+    learning rate 0.01 and momentum 0.9, on one fixed random batch of
+    `TRAIN_BATCH` images.
+    """
+    model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(TRAIN_BATCH, 3, 224, 224)
+    y = torch.randint(0, 1000, (TRAIN_BATCH,))
 
     def step():
         optimizer.zero_grad()
-        out = train_model(x)
+        out = model(x)
         loss = F.cross_entropy(out.logits, y) + 0.3 * (F.cross_entropy(out.aux_logits1, y)
                                                       + F.cross_entropy(out.aux_logits2, y))
         loss.backward()
         optimizer.step()
 
-    report("pytorch eager train step (aux heads)", 16, median_ms(step, args.train_repeats, 2))
+    return step
+
+
+def time_pytorch_train(repeats, warmup=2, log=report):
+    """Return the median milliseconds of a training step (see `train_step_fn`)."""
+    ms = median_ms(train_step_fn(), repeats, warmup)
+    log("pytorch eager train step (aux heads)", TRAIN_BATCH, ms)
+    return ms
+
+
+def train_memory(steps):
+    """Run `steps` training steps and return peak resident memory in KiB.
+
+    Returns `{"import_kib": ..., "peak_kib": ...}`: the peak after importing
+    torch and torchvision, and the peak after the steps. Both are ru_maxrss
+    of this process, so call it in a process that has done nothing else.
+    """
+    step = train_step_fn()
+    for _ in range(steps):
+        step()
+    return {"import_kib": IMPORT_MAXRSS_KIB, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for both runtimes")
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per workload (eval)")
+    parser.add_argument("--train-repeats", type=int, default=5, help="timed training steps")
+    parser.add_argument("--train-memory", action="store_true",
+                        help="run only --train-repeats training steps and print peak memory as JSON")
+    args = parser.parse_args()
+    if args.threads < 1:
+        parser.error(f"--threads {args.threads}: pass at least 1")
+    configure(args.threads)
+
+    if args.train_memory:
+        print(json.dumps({"threads": args.threads, "steps": args.train_repeats, **train_memory(args.train_repeats)}))
+        return
+
+    names = versions()
+    print(f"torch {names['torch']}, torchvision {names['torchvision']}, {args.threads} threads")
+    model = eval_model()
+    time_pytorch_eval(model, args.repeats)
+    print(f"onnxruntime {names['onnxruntime']}")
+    time_onnxruntime_eval(model, args.threads, args.repeats)
+    time_pytorch_train(args.train_repeats)
 
 
 if __name__ == "__main__":
