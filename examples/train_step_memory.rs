@@ -18,6 +18,10 @@ use incept::autograd::{Sgd, SgdConfig, Tape, Var};
 use incept::models::{ForwardCtx, GoogLeNet, GoogLeNetConfig, Module};
 use incept::tensor::Tensor;
 
+/// mimalloc keeps freed activations for reuse; see docs/performance.md, "Allocator".
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Images per step, as in the criterion bench and `tools/bench_reference.py`.
 const BATCH: usize = 16;
 
