@@ -106,7 +106,7 @@ mod tests {
             return;
         }
         let kernel = micro_kernel(GemmBackend::Avx512).and_then(|k| k.dot).expect("AVX-512 has a dot kernel");
-        for &(m, n, k) in &[(1, 1, 1), (3, 5, 17), (4, 4, 16), (9, 7, 300), (13, 6, 513)] {
+        for &(m, n, k) in &[(1, 1, 1), (3, 5, 17), (4, 4, 16), (9, 7, 300), (13, 6, 513), (5, 3, 2100)] {
             let (lda, ldb, ldc) = (k + 3, k + 1, n + 2);
             let a: Vec<f32> = (0..m * lda).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
             let b: Vec<f32> = (0..n * ldb).map(|i| ((i * 5) % 13) as f32 - 6.0).collect();
