@@ -34,6 +34,7 @@ mod tape;
 pub use adam::{Adam, AdamConfig};
 pub use error::{AutogradError, Result};
 pub use gradcheck::{GradCheckReport, check_gradients};
+pub use ops::EvalBatchNorm;
 pub use optim::{Sgd, SgdConfig};
 pub use param::{Parameter, zero_grads};
 pub use schedule::{CosineLr, LinearWarmup, LrSchedule, OneCycleLr, StepLr};

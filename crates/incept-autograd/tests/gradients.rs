@@ -2,7 +2,8 @@
 //! plus the graph shapes that make accumulation matter.
 
 use incept_autograd::{
-    AutogradError, GradCheckReport, OneCycleLr, Parameter, Result, Sgd, SgdConfig, Tape, Var, check_gradients,
+    AutogradError, EvalBatchNorm, GradCheckReport, OneCycleLr, Parameter, Result, Sgd, SgdConfig, Tape, Var,
+    check_gradients,
 };
 use incept_tensor::Tensor;
 use incept_tensor::conv::Conv2dParams;
@@ -181,6 +182,35 @@ fn batch_norm_eval_gradients() {
             check_gradients(&inputs, STEP, |tape, v| tape.batch_norm2d_eval(&v[0], &v[1], &v[2], &mean, &var, 1e-3))
                 .unwrap();
         assert_passes(report, &format!("batch_norm2d_eval {x:?}"));
+    }
+}
+
+#[test]
+fn conv2d_batch_norm_eval_gradients() {
+    // (input, weight, geometry, with a conv bias, with the ReLU)
+    let cases = [
+        ([2, 3, 5, 5], [4, 3, 3, 3], Conv2dParams::new(1, 1), false, true),
+        ([1, 4, 4, 4], [6, 2, 1, 1], Conv2dParams::new(1, 0).with_groups(2), true, false),
+        ([2, 2, 6, 6], [3, 2, 3, 3], Conv2dParams::new(2, 1), true, true),
+        ([1, 2, 5, 5], [2, 2, 3, 3], Conv2dParams::new(1, 0), false, false),
+    ];
+    for (i, (x, w, params, with_bias, relu)) in cases.into_iter().enumerate() {
+        let seed = 160 + 10 * i as u64;
+        let c = w[0];
+        let mean = randn(&[c], seed);
+        // Channel 0 has zero variance, where only eps keeps the scale finite.
+        let mut var = Tensor::rand_uniform([c], 0.5, 2.0, seed + 1);
+        var.data_mut()[0] = 0.0;
+        let mut inputs = vec![randn(&x, seed + 2), randn(&w, seed + 3), randn(&[c], seed + 4), randn(&[c], seed + 5)];
+        if with_bias {
+            inputs.push(randn(&[c], seed + 6));
+        }
+        let report = check_gradients(&inputs, STEP, |tape, v| {
+            let bn = EvalBatchNorm { gamma: &v[2], beta: &v[3], running_mean: &mean, running_var: &var, eps: 1e-3 };
+            tape.conv2d_batch_norm_eval(&v[0], &v[1], v.get(4), bn, params, relu)
+        })
+        .unwrap();
+        assert_passes(report, &format!("conv2d_batch_norm_eval {x:?} {w:?} {params:?} bias {with_bias} relu {relu}"));
     }
 }
 

@@ -28,6 +28,13 @@ pub struct ForwardCtx<'a, T: Float = f32> {
     /// Training mode: batch-norm uses batch statistics and updates its
     /// running estimates, dropout is active and auxiliary heads run.
     pub training: bool,
+    /// Eval mode only: run each convolution, batch norm and ReLU of a
+    /// [`crate::layers::BasicConv2d`] as one convolution with the batch
+    /// norm folded into its weights (true, the default), or as three
+    /// operations, as training runs them (false). The outputs agree up to
+    /// float rounding, and on a recording tape so do the gradients.
+    /// Training ignores the flag.
+    pub fold_batch_norm: bool,
     next_seed: Cell<u64>,
 }
 
@@ -35,12 +42,18 @@ impl<'a, T: Float> ForwardCtx<'a, T> {
     /// Creates a training-mode context. Each dropout layer draws its mask from
     /// `seed`, `seed + 1`, ... in the order the layers run.
     pub fn train(tape: &'a Tape<T>, seed: u64) -> Self {
-        ForwardCtx { tape, training: true, next_seed: Cell::new(seed) }
+        ForwardCtx { tape, training: true, fold_batch_norm: true, next_seed: Cell::new(seed) }
     }
 
-    /// Creates an eval-mode context: running statistics, no dropout, no auxiliary heads.
+    /// Creates an eval-mode context: running statistics, no dropout, no
+    /// auxiliary heads, and batch norm folded into the convolution before it.
     pub fn eval(tape: &'a Tape<T>) -> Self {
-        ForwardCtx { tape, training: false, next_seed: Cell::new(0) }
+        ForwardCtx { tape, training: false, fold_batch_norm: true, next_seed: Cell::new(0) }
+    }
+
+    /// Returns the context with [`ForwardCtx::fold_batch_norm`] set to `fold`.
+    pub fn with_batch_norm_folding(self, fold: bool) -> Self {
+        ForwardCtx { fold_batch_norm: fold, ..self }
     }
 
     /// Returns a fresh seed for one dropout mask.

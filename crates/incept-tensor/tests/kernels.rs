@@ -1,6 +1,8 @@
 //! Fast kernels against the naive reference kernels, on random and edge-case shapes.
 
-use incept_tensor::batch_norm::{batch_norm2d_backward, batch_norm2d_eval, batch_norm2d_train, update_running_stats};
+use incept_tensor::batch_norm::{
+    batch_norm2d_backward, batch_norm2d_eval, batch_norm2d_train, fold_batch_norm, update_running_stats,
+};
 use incept_tensor::conv::{Conv2dParams, conv2d, conv2d_backward, conv2d_relu};
 use incept_tensor::elementwise::{
     add_scalar, concat_channels, dropout_mask, exp, ln, max_all, mean_all, relu, relu_backward, slice_channels, sqrt,
@@ -630,6 +632,61 @@ fn batch_norm_rejects_single_element_channels() {
     let err = batch_norm2d_eval(&x, &ones, &zeros, &zeros, &negative, 1e-5).unwrap_err();
     assert!(err.to_string().contains("running variance -0.5"), "{err}");
     let err = batch_norm2d_eval(&x, &ones, &zeros, &zeros, &ones, 0.0).unwrap_err();
+    assert!(err.to_string().contains("eps"), "{err}");
+}
+
+#[test]
+fn folded_batch_norm_matches_conv_then_batch_norm() {
+    // (input, weight, geometry, with a conv bias). The grouped case checks
+    // that the fold scales whole rows of the weight whatever the grouping.
+    let cases = [
+        ([2, 3, 7, 6], [5, 3, 3, 3], Conv2dParams::new(1, 1), false),
+        ([1, 8, 5, 5], [4, 8, 1, 1], Conv2dParams::new(1, 0), true),
+        ([2, 4, 9, 9], [6, 2, 3, 3], Conv2dParams::new(2, 1).with_groups(2), true),
+    ];
+    for (i, (x_dims, w_dims, params, with_bias)) in cases.into_iter().enumerate() {
+        let seed = 400 + 10 * i as u64;
+        let c = w_dims[0];
+        let (x, weight) = (randn(&x_dims, seed), randn(&w_dims, seed + 1));
+        let bias = with_bias.then(|| randn(&[c], seed + 2));
+        let (gamma, beta, mean) = (randn(&[c], seed + 3), randn(&[c], seed + 4), randn(&[c], seed + 5));
+        // One channel has zero variance, where eps alone keeps the division finite.
+        let mut var = Tensor::<f64>::rand_uniform([c], 0.1, 3.0, seed + 6);
+        var.data_mut()[0] = 0.0;
+
+        let folded = fold_batch_norm(&weight, bias.as_ref(), &gamma, &beta, &mean, &var, 1e-3).unwrap();
+        assert_eq!(folded.weight.dims(), weight.dims());
+        assert_eq!(folded.bias.dims(), &[c]);
+        let y = conv2d(&x, &folded.weight, Some(&folded.bias), params).unwrap();
+        let conv = conv2d(&x, &weight, bias.as_ref(), params).unwrap();
+        let expected = batch_norm2d_eval(&conv, &gamma, &beta, &mean, &var, 1e-3).unwrap();
+        assert_close(&y, &expected, 1e-12, 1e-12, &format!("case {i}"));
+
+        let y_relu = conv2d_relu(&x, &folded.weight, Some(&folded.bias), params).unwrap();
+        assert_close(&y_relu, &relu(&expected), 1e-12, 1e-12, &format!("case {i} with ReLU"));
+    }
+}
+
+#[test]
+fn fold_batch_norm_rejects_bad_operands() {
+    let weight = Tensor::<f32>::ones([3, 2, 1, 1]);
+    let (ones, zeros) = (Tensor::<f32>::ones([3]), Tensor::<f32>::zeros([3]));
+    let short = Tensor::<f32>::ones([2]);
+
+    let err = fold_batch_norm(&weight, None, &short, &zeros, &zeros, &ones, 1e-3).unwrap_err();
+    assert!(err.to_string().contains("gamma must have shape [3]"), "{err}");
+    let err = fold_batch_norm(&weight, Some(&short), &ones, &zeros, &zeros, &ones, 1e-3).unwrap_err();
+    assert!(err.to_string().contains("bias must have shape [3]"), "{err}");
+    let err = fold_batch_norm(&Tensor::scalar(1.0), None, &ones, &zeros, &zeros, &ones, 1e-3).unwrap_err();
+    assert!(err.to_string().contains("0-D"), "{err}");
+
+    let negative = Tensor::from_vec(vec![1.0, -0.5, 1.0], [3]).unwrap();
+    let err = fold_batch_norm(&weight, None, &ones, &zeros, &zeros, &negative, 1e-3).unwrap_err();
+    assert!(err.to_string().contains("running variance -0.5"), "{err}");
+    let nan_mean = Tensor::from_vec(vec![0.0, f32::NAN, 0.0], [3]).unwrap();
+    let err = fold_batch_norm(&weight, None, &ones, &zeros, &nan_mean, &ones, 1e-3).unwrap_err();
+    assert!(err.to_string().contains("running mean NaN"), "{err}");
+    let err = fold_batch_norm(&weight, None, &ones, &zeros, &zeros, &ones, 0.0).unwrap_err();
     assert!(err.to_string().contains("eps"), "{err}");
 }
 

@@ -11,3 +11,5 @@ mod loss;
 mod lrn;
 mod pool;
 mod reduce;
+
+pub use conv::EvalBatchNorm;

@@ -1,6 +1,6 @@
 //! Convolution and the conv-norm-ReLU block.
 
-use incept_autograd::{Parameter, Var};
+use incept_autograd::{EvalBatchNorm, Parameter, Var};
 use incept_tensor::Float;
 use incept_tensor::conv::Conv2dParams;
 
@@ -122,6 +122,10 @@ pub enum ConvNorm {
 /// [`ConvNorm::BatchNorm`], `Sequential(Conv2d(bias=True), ReLU())` with
 /// [`ConvNorm::Bias`]. Parameters are named `{name}.conv.*` and `{name}.bn.*`
 /// either way.
+///
+/// In eval mode the batch norm is folded into the convolution's weight and
+/// bias on every call, so the block runs as one convolution, with the ReLU
+/// (if requested) applied in the same pass. See [`ForwardCtx::fold_batch_norm`].
 pub struct BasicConv2d<T: Float = f32> {
     /// The convolution, named `{name}.conv`.
     pub conv: Conv2d<T>,
@@ -167,11 +171,33 @@ impl<T: Float> BasicConv2d<T> {
     /// # Errors
     /// As [`Layer::forward`].
     pub fn forward_pre_activation(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<Var<T>> {
-        let y = self.conv.forward(ctx, x)?;
-        match &self.bn {
-            Some(bn) => bn.forward(ctx, &y),
-            None => Ok(y),
+        self.forward_with_relu(ctx, x, false)
+    }
+
+    /// Runs the block, with the final ReLU when `relu` is set. In eval mode
+    /// with [`ForwardCtx::fold_batch_norm`], the batch norm is folded into
+    /// the convolution ([`incept_autograd::Tape::conv2d_batch_norm_eval`]).
+    fn forward_with_relu(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>, relu: bool) -> Result<Var<T>> {
+        let tape = ctx.tape;
+        if let Some(bn) = self.bn.as_ref().filter(|_| !ctx.training && ctx.fold_batch_norm) {
+            let (gamma, beta) = bn.affine(tape);
+            let (running_mean, running_var) = (bn.running_mean.value(), bn.running_var.value());
+            let stats = EvalBatchNorm {
+                gamma: &gamma,
+                beta: &beta,
+                running_mean: &running_mean,
+                running_var: &running_var,
+                eps: T::from_f64(bn.eps),
+            };
+            let weight = tape.param(&self.conv.weight);
+            let bias = self.conv.bias.as_ref().map(|b| tape.param(b));
+            return Ok(tape.conv2d_batch_norm_eval(x, &weight, bias.as_ref(), stats, self.conv.params, relu)?);
         }
+        let mut y = self.conv.forward(ctx, x)?;
+        if let Some(bn) = &self.bn {
+            y = bn.forward(ctx, &y)?;
+        }
+        Ok(if relu { tape.relu(&y) } else { y })
     }
 }
 
@@ -189,8 +215,7 @@ impl<T: Float> Module<T> for BasicConv2d<T> {
 
 impl<T: Float> Layer<T> for BasicConv2d<T> {
     fn forward(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<Var<T>> {
-        let y = self.forward_pre_activation(ctx, x)?;
-        Ok(ctx.tape.relu(&y))
+        self.forward_with_relu(ctx, x, true)
     }
 
     fn output_dims(&self, input: &[usize]) -> Result<Vec<usize>> {

@@ -1,6 +1,6 @@
 //! Batch normalisation and local response normalisation.
 
-use incept_autograd::{Parameter, Var};
+use incept_autograd::{Parameter, Tape, Var};
 use incept_tensor::batch_norm::update_running_stats;
 use incept_tensor::lrn::LrnParams;
 use incept_tensor::{Float, Tensor};
@@ -85,6 +85,21 @@ impl<T: Float> BatchNorm2d<T> {
     pub fn channels(&self) -> usize {
         self.channels
     }
+
+    /// Returns gamma and beta recorded on `tape`, or constant ones and
+    /// zeros for a layer without affine parameters.
+    pub(crate) fn affine(&self, tape: &Tape<T>) -> (Var<T>, Var<T>) {
+        let c = self.channels;
+        let gamma = match &self.weight {
+            Some(w) => tape.param(w),
+            None => Var::constant(Tensor::ones([c])),
+        };
+        let beta = match &self.bias {
+            Some(b) => tape.param(b),
+            None => Var::constant(Tensor::zeros([c])),
+        };
+        (gamma, beta)
+    }
 }
 
 impl<T: Float> Module<T> for BatchNorm2d<T> {
@@ -105,15 +120,7 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
     /// channel has a single element.
     fn forward(&self, ctx: &ForwardCtx<'_, T>, x: &Var<T>) -> Result<Var<T>> {
         let tape = ctx.tape;
-        let c = self.channels;
-        let gamma = match &self.weight {
-            Some(w) => tape.param(w),
-            None => Var::constant(Tensor::ones([c])),
-        };
-        let beta = match &self.bias {
-            Some(b) => tape.param(b),
-            None => Var::constant(Tensor::zeros([c])),
-        };
+        let (gamma, beta) = self.affine(tape);
         let eps = T::from_f64(self.eps);
         if ctx.training {
             let (y, stats) = tape.batch_norm2d_train(x, &gamma, &beta, eps)?;
