@@ -1,7 +1,9 @@
 //! Criterion benchmarks of the full 224x224 GoogLeNet (torchvision variant):
 //! eval-mode forward at batch 1 and 16, and a training step at batch 16 with
 //! the auxiliary heads, the workloads `tools/bench_reference.py` times in
-//! PyTorch and onnxruntime.
+//! PyTorch and onnxruntime. The `_unfolded` eval benchmarks run conv, batch
+//! norm and ReLU as three operations instead of folding the batch norm
+//! into the convolution, for comparison.
 //!
 //! ```text
 //! cargo bench --bench googlenet
@@ -33,15 +35,17 @@ fn bench_googlenet(c: &mut Criterion) {
     for batch in [1, 16] {
         let images = Var::constant(Tensor::randn([batch, 3, 224, 224], 0.0, 1.0, 1));
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_function(format!("eval_batch{batch}"), |b| {
-            b.iter(|| {
-                let tape = Tape::inference();
-                eval_net
-                    .forward(&ForwardCtx::eval(&tape), black_box(&images))
-                    .expect("input is [N, 3, 224, 224]")
-                    .logits
+        for (suffix, fold) in [("", true), ("_unfolded", false)] {
+            group.bench_function(format!("eval_batch{batch}{suffix}"), |b| {
+                b.iter(|| {
+                    let tape = Tape::inference();
+                    eval_net
+                        .forward(&ForwardCtx::eval(&tape).with_batch_norm_folding(fold), black_box(&images))
+                        .expect("input is [N, 3, 224, 224]")
+                        .logits
+                });
             });
-        });
+        }
     }
 
     // A training step as PyTorch's reference runs it: auxiliary heads on,
