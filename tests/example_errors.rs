@@ -72,12 +72,18 @@ struct Outcome {
 /// Runs the example `name` with `args` in `work_dir`, with backtraces on so
 /// that a panic would show one, and kills it after [`TIMEOUT`].
 fn run_example(name: &str, args: &[&str], work_dir: &Path) -> Outcome {
+    run_example_with_env(name, args, &[], work_dir)
+}
+
+/// [`run_example`] with extra environment variables.
+fn run_example_with_env(name: &str, args: &[&str], env: &[(&str, &str)], work_dir: &Path) -> Outcome {
     let stdout_path = work_dir.join(format!("{name}.stdout"));
     let stderr_path = work_dir.join(format!("{name}.stderr"));
     let mut child = Command::new(example_binary(name))
         .args(args)
         .current_dir(work_dir)
         .env("RUST_BACKTRACE", "1")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(fs::File::create(&stdout_path).unwrap())
         .stderr(fs::File::create(&stderr_path).unwrap())
@@ -300,6 +306,18 @@ fn classify_bad_files_and_options() {
     assert_usage_error("classify", &[], work, &["required arguments were not provided"]);
     assert_usage_error("classify", &[photo, "--top", "3"], work, &["'--top'"]);
     assert_usage_error("classify", &[photo, "--weights"], work, &["'--weights <FILE.safetensors>'"]);
+}
+
+#[test]
+fn unknown_gemm_backend_is_one_line() {
+    let dir = TempDir::new("gemm_backend");
+    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/photos/chelsea.jpg");
+    let outcome = run_example_with_env("classify", &[text(&photo)], &[("INCEPT_GEMM", "sse")], &dir.0);
+    assert_no_panic("INCEPT_GEMM=sse classify", &outcome.stderr);
+    assert_eq!(outcome.code, Some(1), "exit code; stderr:\n{}", outcome.stderr);
+    let lines: Vec<&str> = outcome.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got:\n{}", outcome.stderr);
+    assert!(lines[0].contains("INCEPT_GEMM=\"sse\" is not a GEMM backend"), "{}", lines[0]);
 }
 
 #[test]

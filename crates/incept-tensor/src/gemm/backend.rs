@@ -123,10 +123,16 @@ pub fn current_backend() -> Result<GemmBackend> {
     static FROM_ENV: OnceLock<std::result::Result<GemmBackend, String>> = OnceLock::new();
     let from_env = FROM_ENV.get_or_init(|| match std::env::var(BACKEND_ENV) {
         Err(_) => Ok(GemmBackend::best()),
-        Ok(value) => value
-            .parse::<GemmBackend>()
-            .and_then(|b| check_supported(b).map(|()| b))
-            .map_err(|e| format!("{BACKEND_ENV}={value:?}: {e}")),
+        Ok(value) => match value.parse::<GemmBackend>() {
+            Err(_) => Err(format!(
+                "{BACKEND_ENV}={value:?} is not a GEMM backend; set it to auto, portable, avx2 or avx512, or unset it"
+            )),
+            Ok(backend) if !backend.is_supported() => Err(format!(
+                "{BACKEND_ENV}={value:?}: this CPU does not support the {backend} backend; use {} or portable",
+                GemmBackend::best()
+            )),
+            Ok(backend) => Ok(backend),
+        },
     });
     from_env.clone().map_err(|reason| TensorError::invalid("GemmBackend", reason))
 }
