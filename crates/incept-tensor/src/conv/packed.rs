@@ -354,17 +354,29 @@ pub(super) fn input_grad(kernel: MicroKernel, g: &ConvGeometry, weight: &[f32], 
     }
     let cols_per_image = g.patch_len() * pixels;
     let images_per_step = (DCOLS_MAX_ELEMENTS / cols_per_image).clamp(1, g.batch);
-    let mut dcols = vec![0.0f32; cols_per_image * images_per_step];
+    // Not zeroed: the GEMMs below write every element before col2im reads it.
+    let mut dcols: Vec<f32> = Vec::with_capacity(cols_per_image * images_per_step);
     for first in (0..g.batch).step_by(images_per_step) {
         let images = first..(first + images_per_step).min(g.batch);
-        let dcols = &mut dcols[..cols_per_image * images.len()];
-        // dcols holds each image's [K x P] column matrix, one after another.
+        let len = cols_per_image * images.len();
+        // dcols holds each image's [K x P] column matrix, one after another;
+        // group `group` writes rows `group * k..(group + 1) * k` of each.
         for group in 0..g.groups {
             let (w, w_layout) = w_t(group);
             let c_layout = Layout::batched(k, pixels, images.len(), pixels, cols_per_image);
             let b = dy_source(group, images.clone());
-            gemm_packed(kernel, w, w_layout, &b, &mut dcols[group * k * pixels..], c_layout, no_epilogue, true);
+            let offset = group * k * pixels;
+            // SAFETY: the capacity covers `len` elements from the start, and
+            // with beta 0 the GEMM only writes.
+            unsafe {
+                let c = dcols.as_mut_ptr().add(offset);
+                gemm_packed_raw(kernel, w, w_layout, &b, c, len - offset, c_layout, no_epilogue, true);
+            }
         }
+        // SAFETY: the groups together wrote all `len` elements (every row
+        // of every image's block), so they are initialised.
+        unsafe { dcols.set_len(len.max(dcols.len())) };
+        let dcols = &dcols[..len];
         let dx = &mut dx[images.start * g.in_plane()..images.end * g.in_plane()];
         dx.par_chunks_mut(g.in_plane()).zip(dcols.par_chunks(cols_per_image)).for_each(|(dx_n, dcols_n)| {
             dx_n.fill(0.0);
