@@ -142,7 +142,7 @@ impl PackB for StridedB<'_> {
     }
 }
 
-fn gcd(mut a: usize, mut b: usize) -> usize {
+pub(super) fn gcd(mut a: usize, mut b: usize) -> usize {
     while b != 0 {
         (a, b) = (b, a % b);
     }
