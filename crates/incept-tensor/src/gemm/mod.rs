@@ -570,7 +570,8 @@ mod tests {
         // column tasks; m = 67 leaves a partial row panel for both kernels;
         // the product is large enough to be split across workers.
         for backend in supported_backends() {
-            for &(m, k, n) in &[(67, 600, 129), (9, 5, 700), (300, 40, 33), (5, 0, 7)] {
+            // k = 0 with several column panels: B has no rows to read in place.
+            for &(m, k, n) in &[(67, 600, 129), (9, 5, 700), (300, 40, 33), (5, 0, 7), (5, 0, 70), (3, 0, 300)] {
                 check_backend(backend, m, k, n);
             }
         }
