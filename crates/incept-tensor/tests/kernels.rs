@@ -305,7 +305,7 @@ fn conv_outputs(backend: GemmBackend, case: &ConvCase, seed: u64) -> [Tensor<f32
 fn conv2d_same_on_split_and_serial_gemm() {
     // Inside `serial.install` the kernels run on the worker of a one-thread
     // pool, so the packed GEMM keeps one task and the weight gradient one
-    // block per group; on this thread they split across the global pool.
+    // block per group. On this thread they split across the global pool.
     // NOTE: with a single CPU (or RAYON_NUM_THREADS=1) both runs are serial
     // and the test compares a path with itself.
     let serial = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();

@@ -4,7 +4,7 @@
 //! across all images (`n = batch * h_out * w_out`), so the weights are
 //! packed once per call and small late layers (7x7 outputs) still fill
 //! whole tiles. B is the input read through im2col while it is packed, so
-//! the forward pass writes no column matrix; bias and ReLU are applied as
+//! the forward pass writes no column matrix. Bias and ReLU are applied as
 //! each tile of C is stored.
 //!
 //! - forward: `Y[c_out x N*P] = W[c_out x K] * im2col(X)[K x N*P]`.

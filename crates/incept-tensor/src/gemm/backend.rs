@@ -123,13 +123,10 @@ pub fn current_backend() -> Result<GemmBackend> {
     static FROM_ENV: OnceLock<std::result::Result<GemmBackend, String>> = OnceLock::new();
     let from_env = FROM_ENV.get_or_init(|| match std::env::var(BACKEND_ENV) {
         Err(_) => Ok(GemmBackend::best()),
-        Ok(value) => value
-            .parse::<GemmBackend>()
-            .and_then(|b| check_supported(b).map(|()| b))
-            .map_err(|e| match e {
-                TensorError::InvalidArgument { reason, .. } => format!("{BACKEND_ENV}={value:?}: {reason}"),
-                other => format!("{BACKEND_ENV}={value:?}: {other}"),
-            }),
+        Ok(value) => value.parse::<GemmBackend>().and_then(|b| check_supported(b).map(|()| b)).map_err(|e| match e {
+            TensorError::InvalidArgument { reason, .. } => format!("{BACKEND_ENV}={value:?}: {reason}"),
+            other => format!("{BACKEND_ENV}={value:?}: {other}"),
+        }),
     });
     from_env.clone().map_err(|reason| TensorError::invalid("GemmBackend", reason))
 }

@@ -156,8 +156,8 @@ impl<'a, T: Float> MatMut<'a, T> {
     /// # Panics
     /// If the last addressed element lies outside `data`, or if two
     /// elements of the view share a slot of `data` (a zero stride, for
-    /// example): a GEMM writes each element of C once, possibly from
-    /// several threads at a time.
+    /// example), because a GEMM writes each element of C once, possibly
+    /// from several threads at a time.
     pub fn strided(data: &'a mut [T], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
         assert_in_bounds(data.len(), rows, cols, row_stride, col_stride);
         assert!(
@@ -624,9 +624,8 @@ mod tests {
             for cols in 0..5 {
                 for row_stride in 0..7 {
                     for col_stride in 0..7 {
-                        let mut offsets: Vec<usize> = (0..rows)
-                            .flat_map(|i| (0..cols).map(move |j| i * row_stride + j * col_stride))
-                            .collect();
+                        let mut offsets: Vec<usize> =
+                            (0..rows).flat_map(|i| (0..cols).map(move |j| i * row_stride + j * col_stride)).collect();
                         let count = offsets.len();
                         offsets.sort_unstable();
                         offsets.dedup();

@@ -130,7 +130,7 @@ impl PackB for StridedB<'_> {
 
     fn in_place(&self, k0: usize, j0: usize, width: usize, nr: usize) -> Option<Panel> {
         let l = &self.layout;
-        // `k0 < rows`: with a depth of zero there is no row to point at.
+        // With a depth of zero, B has no row to point at.
         let whole_panel = k0 < l.rows && width == nr && l.contiguous(j0, width);
         // Rows 4 KiB apart (or a multiple of 128 B, a power of two apart)
         // fall into few L1 sets and evict each other; pack those instead.
