@@ -286,6 +286,51 @@ fn conv2d_backward_is_deterministic() {
     }
 }
 
+/// Runs `conv2d_relu` and `conv2d_backward` on `backend` with random
+/// (not integer) data, so that any change in summation order shows.
+fn conv_outputs(backend: GemmBackend, case: &ConvCase, seed: u64) -> [Tensor<f32>; 4] {
+    let x = randn(&case.x, seed).cast::<f32>();
+    let w = randn(&conv_weight_dims(case), seed + 1).cast::<f32>();
+    let b = randn(&[case.c_out], seed + 2).cast::<f32>();
+    with_backend(backend, || {
+        let y = conv2d_relu(&x, &w, Some(&b), case.params).unwrap();
+        let dy = randn(y.dims(), seed + 3).cast::<f32>();
+        let grads = conv2d_backward(&x, &w, &dy, case.params, true).unwrap();
+        [y, grads.input.unwrap(), grads.weight, grads.bias]
+    })
+    .unwrap()
+}
+
+#[test]
+fn conv2d_same_on_split_and_serial_gemm() {
+    // Inside `serial.install` the kernels run on the worker of a one-thread
+    // pool, so the packed GEMM keeps one task and the weight gradient one
+    // block per group. On this thread they split across the global pool.
+    // NOTE: with a single CPU (or RAYON_NUM_THREADS=1) both runs are serial
+    // and the test compares a path with itself.
+    let serial = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let cases = [
+        conv_case([3, 64, 14, 14], 96, (3, 3), (1, 1), (1, 1), (1, 1)),
+        conv_case([2, 32, 40, 40], 67, (3, 3), (1, 1), (1, 1), (1, 1)),
+        conv_case([5, 48, 7, 7], 130, (1, 1), (1, 1), (0, 0), (1, 1)),
+        conv_case([2, 3, 64, 64], 20, (7, 7), (2, 2), (3, 3), (1, 1)),
+        grouped(conv_case([4, 16, 28, 28], 32, (3, 3), (1, 1), (1, 1), (1, 1)), 16),
+        grouped(conv_case([3, 12, 20, 18], 12, (3, 2), (1, 2), (2, 1), (2, 1)), 3),
+    ];
+    let names = ["output", "input gradient", "weight gradient", "bias gradient"];
+    for backend in supported_backends() {
+        for (i, case) in cases.iter().enumerate() {
+            let seed = 8000 + 10 * i as u64;
+            let split = conv_outputs(backend, case, seed);
+            let one_worker = serial.install(|| conv_outputs(backend, case, seed));
+            for ((name, a), b) in names.iter().zip(&split).zip(&one_worker) {
+                let same_bits = a.data().iter().zip(b.data()).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same_bits, "{backend} {name} differs between split and serial runs, {case:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn shapes_that_overflow_are_rejected() {
     let err = Tensor::<f32>::from_vec(vec![], [1 << 32, 1 << 32]).unwrap_err();

@@ -4,12 +4,15 @@
 //! across all images (`n = batch * h_out * w_out`), so the weights are
 //! packed once per call and small late layers (7x7 outputs) still fill
 //! whole tiles. B is the input read through im2col while it is packed, so
-//! no column matrix is written in the forward pass or for the weight
-//! gradient; bias and ReLU are applied as each tile of C is stored.
+//! the forward pass writes no column matrix. Bias and ReLU are applied as
+//! each tile of C is stored.
 //!
 //! - forward: `Y[c_out x N*P] = W[c_out x K] * im2col(X)[K x N*P]`.
-//! - weight gradient: `dW[c_out x K] = dY[c_out x N*P] * im2col(X)^T[N*P x K]`,
-//!   one product over the whole batch, so its summation order is fixed.
+//! - weight gradient: `dW[c_out x K] = dY[c_out x N*P] * im2col(X)^T[N*P x K]`.
+//!   With a dot kernel (AVX-512) it is summed image by image in index order,
+//!   from column matrices written a few images at a time. Without one (AVX2)
+//!   it is one packed product over the whole batch, with im2col fused into
+//!   the packing of B. Neither summation order depends on the thread count.
 //! - input gradient: `dcols = W^T * dY` for a few images at a time, then
 //!   `col2im`; a pointwise convolution writes `dX = W^T * dY` directly.
 

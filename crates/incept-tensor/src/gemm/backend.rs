@@ -127,11 +127,10 @@ pub fn current_backend() -> Result<GemmBackend> {
             Err(_) => Err(format!(
                 "{BACKEND_ENV}={value:?} is not a GEMM backend; set it to auto, portable, avx2 or avx512, or unset it"
             )),
-            Ok(backend) if !backend.is_supported() => Err(format!(
-                "{BACKEND_ENV}={value:?}: this CPU does not support the {backend} backend; use {} or portable",
-                GemmBackend::best()
-            )),
-            Ok(backend) => Ok(backend),
+            Ok(backend) => check_supported(backend).map(|()| backend).map_err(|e| match e {
+                TensorError::InvalidArgument { reason, .. } => format!("{BACKEND_ENV}={value:?}: {reason}"),
+                other => format!("{BACKEND_ENV}={value:?}: {other}"),
+            }),
         },
     });
     from_env.clone().map_err(|reason| TensorError::invalid("GemmBackend", reason))
@@ -139,13 +138,16 @@ pub fn current_backend() -> Result<GemmBackend> {
 
 fn check_supported(backend: GemmBackend) -> Result<()> {
     if backend.is_supported() {
-        Ok(())
-    } else {
-        Err(TensorError::invalid(
-            "GemmBackend",
-            format!("this CPU does not support the {backend} GEMM backend; use {} or portable", GemmBackend::best()),
-        ))
+        return Ok(());
     }
+    let alternatives = match GemmBackend::best() {
+        GemmBackend::Portable => "portable".to_string(),
+        best => format!("{best} or portable"),
+    };
+    Err(TensorError::invalid(
+        "GemmBackend",
+        format!("this CPU does not support the {backend} GEMM backend; use {alternatives}"),
+    ))
 }
 
 #[cfg(test)]
@@ -160,6 +162,29 @@ mod tests {
         assert_eq!("AUTO".parse::<GemmBackend>().unwrap(), GemmBackend::best());
         let err = "sse".parse::<GemmBackend>().unwrap_err().to_string();
         assert!(err.contains("unknown GEMM backend \"sse\""), "{err}");
+    }
+
+    /// Set in the child process of `invalid_env_value_is_reported`.
+    const CHILD_MARKER: &str = "INCEPT_GEMM_ERROR_CHILD";
+
+    #[test]
+    fn invalid_env_value_is_reported() {
+        if std::env::var_os(CHILD_MARKER).is_some() {
+            // The variable is read once per process, so the check runs in a child.
+            println!("error: {}", current_backend().unwrap_err());
+            return;
+        }
+        let test_name = "gemm::backend::tests::invalid_env_value_is_reported";
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+            .env(CHILD_MARKER, "1")
+            .env(BACKEND_ENV, "sse")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let expected = "error: GemmBackend: invalid argument: INCEPT_GEMM=\"sse\" is not a GEMM backend; \
+                        set it to auto, portable, avx2 or avx512, or unset it";
+        assert!(stdout.contains(expected), "child output:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     }
 
     #[test]

@@ -154,23 +154,64 @@ impl<'a, T: Float> MatMut<'a, T> {
     /// `data[i * row_stride + j * col_stride]`.
     ///
     /// # Panics
-    /// If the last addressed element lies outside `data`.
+    /// If the last addressed element lies outside `data`, or if two
+    /// elements of the view share a slot of `data` (a zero stride, for
+    /// example), because a GEMM writes each element of C once, possibly
+    /// from several threads at a time.
     pub fn strided(data: &'a mut [T], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
         assert_in_bounds(data.len(), rows, cols, row_stride, col_stride);
+        assert!(
+            !overlaps(rows, cols, row_stride, col_stride),
+            "writable matrix view {rows}x{cols} with strides ({row_stride}, {col_stride}) maps two elements \
+             to the same slot; use strides under which every element has its own slot"
+        );
         MatMut { data, rows, cols, row_stride, col_stride }
     }
 }
 
+/// Panics unless every element of the view lies inside a slice of `len`
+/// elements and both strides fit in `isize`, as `matrixmultiply` takes
+/// them. The arithmetic is checked, so huge strides cannot wrap around to
+/// an offset inside the slice.
 fn assert_in_bounds(len: usize, rows: usize, cols: usize, row_stride: usize, col_stride: usize) {
+    assert!(
+        isize::try_from(row_stride.max(col_stride)).is_ok(),
+        "matrix view strides ({row_stride}, {col_stride}) must not exceed isize::MAX"
+    );
     if rows == 0 || cols == 0 {
         return;
     }
-    let last = (rows - 1) * row_stride + (cols - 1) * col_stride;
+    let last = (rows - 1)
+        .checked_mul(row_stride)
+        .zip((cols - 1).checked_mul(col_stride))
+        .and_then(|(row, col)| row.checked_add(col));
+    let Some(last) = last else {
+        panic!("matrix view {rows}x{cols} with strides ({row_stride}, {col_stride}) addresses past usize::MAX");
+    };
     assert!(
         last < len,
         "matrix view {rows}x{cols} with strides ({row_stride}, {col_stride}) needs {} elements, slice has {len}",
         last + 1
     );
+}
+
+/// True when two elements `(i, j) != (i', j')` of a `rows x cols` view
+/// have the same offset, that is when `di * row_stride == dj * col_stride`
+/// for some `|di| < rows` and `|dj| < cols`, not both zero. With
+/// `g = gcd(row_stride, col_stride)`, the smallest such pair is
+/// `(col_stride / g, row_stride / g)`.
+fn overlaps(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> bool {
+    if rows == 0 || cols == 0 {
+        return false;
+    }
+    if (rows > 1 && row_stride == 0) || (cols > 1 && col_stride == 0) {
+        return true;
+    }
+    if rows <= 1 || cols <= 1 {
+        return false;
+    }
+    let g = packed::gcd(row_stride, col_stride);
+    col_stride / g < rows && row_stride / g < cols
 }
 
 /// Products with fewer multiply-accumulates than this run on the calling
@@ -193,8 +234,9 @@ pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: 
     }
     // SAFETY: every view was bounds-checked on construction for its own
     // rows, columns and strides, the dimensions were checked above, and C
-    // is borrowed mutably, so it aliases neither A nor B. Strides fit in
-    // isize because each addresses an element inside a slice.
+    // is borrowed mutably, so it aliases neither A nor B. `MatMut::strided`
+    // rejects a C whose elements share a slot, which sgemm and dgemm do not
+    // allow, and the constructors reject strides above isize::MAX.
     unsafe {
         T::gemm_raw(
             m,
@@ -528,7 +570,8 @@ mod tests {
         // column tasks; m = 67 leaves a partial row panel for both kernels;
         // the product is large enough to be split across workers.
         for backend in supported_backends() {
-            for &(m, k, n) in &[(67, 600, 129), (9, 5, 700), (300, 40, 33), (5, 0, 7)] {
+            // k = 0 with several column panels: B has no rows to read in place.
+            for &(m, k, n) in &[(67, 600, 129), (9, 5, 700), (300, 40, 33), (5, 0, 7), (5, 0, 70), (3, 0, 300)] {
                 check_backend(backend, m, k, n);
             }
         }
@@ -548,6 +591,50 @@ mod tests {
             for i in 0..m {
                 for j in 0..n {
                     assert_eq!(f64::from(c_t[j * m + i]), expected[i * n + j], "{backend} C({i}, {j})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "addresses past usize::MAX")]
+    fn view_rejects_wrapping_strides() {
+        // (5 - 1) * 2^62 wraps to 0 in unchecked arithmetic.
+        let data = [0.0f32; 4];
+        MatRef::strided(&data, 5, 1, 1 << 62, 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "must not exceed isize::MAX")]
+    fn view_rejects_strides_above_isize_max() {
+        let data = [0.0f32; 4];
+        MatRef::strided(&data, 1, 4, usize::MAX, 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "maps two elements to the same slot")]
+    fn writable_view_rejects_zero_row_stride() {
+        let mut c = [0.0f32; 8];
+        MatMut::strided(&mut c, 4, 8, 0, 1);
+    }
+
+    #[test]
+    fn overlap_check_matches_brute_force() {
+        for rows in 0..5 {
+            for cols in 0..5 {
+                for row_stride in 0..7 {
+                    for col_stride in 0..7 {
+                        let mut offsets: Vec<usize> =
+                            (0..rows).flat_map(|i| (0..cols).map(move |j| i * row_stride + j * col_stride)).collect();
+                        let count = offsets.len();
+                        offsets.sort_unstable();
+                        offsets.dedup();
+                        assert_eq!(
+                            overlaps(rows, cols, row_stride, col_stride),
+                            offsets.len() < count,
+                            "{rows}x{cols} with strides ({row_stride}, {col_stride})"
+                        );
+                    }
                 }
             }
         }

@@ -130,10 +130,12 @@ impl PackB for StridedB<'_> {
 
     fn in_place(&self, k0: usize, j0: usize, width: usize, nr: usize) -> Option<Panel> {
         let l = &self.layout;
-        let whole_panel = width == nr && l.contiguous(j0, width);
+        // With a depth of zero, B has no row to point at.
+        let whole_panel = k0 < l.rows && width == nr && l.contiguous(j0, width);
         // Rows 4 KiB apart (or a multiple of 128 B, a power of two apart)
         // fall into few L1 sets and evict each other; pack those instead.
-        let spread = (l.row_stride * 4) & 4095 != 0 && gcd(l.row_stride * 4, 4096) <= 128;
+        // A single row never applies its stride, which may then be huge.
+        let spread = l.rows == 1 || ((l.row_stride * 4) & 4095 != 0 && gcd(l.row_stride * 4, 4096) <= 128);
         (whole_panel && spread).then(|| Panel {
             ptr: self.data[l.offset(k0, j0)..].as_ptr(),
             row_stride: l.row_stride,
@@ -142,7 +144,7 @@ impl PackB for StridedB<'_> {
     }
 }
 
-fn gcd(mut a: usize, mut b: usize) -> usize {
+pub(super) fn gcd(mut a: usize, mut b: usize) -> usize {
     while b != 0 {
         (a, b) = (b, a % b);
     }
