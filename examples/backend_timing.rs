@@ -1,6 +1,9 @@
 //! Times the 224x224 GoogLeNet workloads of `benches/googlenet.rs` on each
 //! GEMM backend, in CPU time as well as wall time.
 //!
+//! The training steps of every backend update one network in turn; the
+//! weights' values do not change the work a step does.
+//!
 //! CPU time (user + system of the whole process, from `/proc/self/stat`)
 //! hardly changes when another program shares the machine, so two backends
 //! can be compared on a busy machine. With `--threads 1`, CPU time is the
