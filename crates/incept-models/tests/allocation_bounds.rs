@@ -370,7 +370,7 @@ fn idx_headers_not_trusted() {
     let pixels = random_bytes(64 << 10, 1);
     let images = idx_bytes(IDX_IMAGES_MAGIC, &[(64 << 10) / 784, 28, 28], &pixels[..(64 << 10) / 784 * 784]);
     let compressed = gzip(&images);
-    // The most pixel bytes a header may declare for this gzip file before the
+    // The maximum number of pixel bytes a header may declare for this gzip file before the
     // deflate ratio check rejects it unread.
     let within_ratio = (compressed.len() as u32 * 1000) / 784;
     let image_cases: Vec<(&str, Vec<u8>)> = vec![

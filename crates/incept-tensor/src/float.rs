@@ -38,8 +38,8 @@ pub trait Float: num_traits::Float + Default + Debug + Display + Sum + Send + Sy
         csc: isize,
     );
 
-    /// The slice as `f32`, when `Self` is `f32`: the kernels that exist for
-    /// `f32` only (incept's packed GEMM) take this way in.
+    /// Returns the slice as `f32` when `Self` is `f32`, else `None`. Kernels
+    /// that exist for `f32` only, such as incept's packed GEMM, use it.
     fn as_f32_slice(values: &[Self]) -> Option<&[f32]> {
         let _ = values;
         None

@@ -407,8 +407,8 @@ fn conv2d_impl<T: Float>(
     Ok(y)
 }
 
-/// The micro-kernel of the current GEMM backend when `T` is `f32`, else
-/// `None` (the portable path).
+/// Returns the micro-kernel of the current GEMM backend when `T` is `f32`,
+/// else `None` (the portable path).
 ///
 /// # Errors
 /// As [`current_backend`].

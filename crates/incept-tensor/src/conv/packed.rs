@@ -26,8 +26,8 @@ use crate::gemm::packed::{Epilogue, Layout, PackB, StridedB, gemm_packed, gemm_p
 use crate::gemm::{DOT_MR, DOT_NR, DotKernel, MicroKernel};
 use crate::window::valid_outputs;
 
-/// Largest column buffer, in elements, the input gradient fills at once
-/// (64 MiB of f32); a batch whose columns need more is processed a few
+/// Largest column buffer, in elements, that the input gradient fills at
+/// once (64 MiB of f32). A batch whose columns need more is processed a few
 /// images at a time.
 const DCOLS_MAX_ELEMENTS: usize = 1 << 24;
 
@@ -84,14 +84,14 @@ impl<'a> Im2col<'a> {
         Im2col { x, g, first_channel, valid_oy, valid_ox }
     }
 
-    /// The tap of patch row `p`.
+    /// Returns the tap of patch row `p`.
     fn tap(&self, p: usize) -> Tap {
         let g = self.g;
         let taps = g.k_h * g.k_w;
         Tap { channel: self.first_channel + p / taps, i: (p % taps) / g.k_w, j: p % g.k_w }
     }
 
-    /// The tap of patch row `p + 1`, given that of `p`.
+    /// Returns the tap of patch row `p + 1`, given that of `p`.
     fn next_tap(&self, tap: Tap) -> Tap {
         match (tap.i + 1 == self.g.k_h, tap.j + 1 == self.g.k_w) {
             (_, false) => Tap { j: tap.j + 1, ..tap },
@@ -114,9 +114,10 @@ impl<'a> Im2col<'a> {
         }
     }
 
-    /// The part of `run` that `tap` reads inside the image: the positions
-    /// (counted from the run's first pixel) and the input row with the
-    /// index of the first value read. `None` when the whole run is padding.
+    /// Finds the part of `run` that `tap` reads inside the image: the
+    /// positions (counted from the run's first pixel), the input row and the
+    /// index of the first value read. Returns `None` when the whole run is
+    /// padding.
     #[inline]
     fn clip(&self, tap: Tap, run: &RowRun) -> Option<(Range<usize>, &'a [f32], usize)> {
         let g = self.g;
@@ -362,8 +363,8 @@ pub(super) fn input_grad(kernel: MicroKernel, g: &ConvGeometry, weight: &[f32], 
     for first in (0..g.batch).step_by(images_per_step) {
         let images = first..(first + images_per_step).min(g.batch);
         let len = cols_per_image * images.len();
-        // dcols holds each image's [K x P] column matrix, one after another;
-        // group `group` writes rows `group * k..(group + 1) * k` of each.
+        // dcols contains each image's [K x P] column matrix, one after
+        // another, and group `group` writes rows `group * k..(group + 1) * k` of each.
         for group in 0..g.groups {
             let (w, w_layout) = w_t(group);
             let c_layout = Layout::batched(k, pixels, images.len(), pixels, cols_per_image);

@@ -46,12 +46,12 @@ impl GemmBackend {
         }
     }
 
-    /// The fastest backend this CPU supports.
+    /// Returns the fastest backend this CPU supports.
     pub fn best() -> GemmBackend {
         *GemmBackend::ALL.iter().rev().find(|b| b.is_supported()).unwrap_or(&GemmBackend::Portable)
     }
 
-    /// The name [`FromStr`] accepts and `Display` prints.
+    /// Returns the name that [`FromStr`] accepts and `Display` prints.
     pub fn name(self) -> &'static str {
         match self {
             GemmBackend::Portable => "portable",
@@ -109,9 +109,9 @@ pub fn with_backend<R>(backend: GemmBackend, f: impl FnOnce() -> R) -> Result<R>
     Ok(f())
 }
 
-/// The backend convolutions called on this thread use: the one set by
-/// [`with_backend`], else the one named by the `INCEPT_GEMM` environment
-/// variable (read once per process), else [`GemmBackend::best`].
+/// Returns the backend that convolutions called on this thread use: the one
+/// set by [`with_backend`], else the one named by the `INCEPT_GEMM`
+/// environment variable (read once per process), else [`GemmBackend::best`].
 ///
 /// # Errors
 /// [`TensorError::InvalidArgument`] if `INCEPT_GEMM` names an unknown

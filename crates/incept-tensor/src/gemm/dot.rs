@@ -64,7 +64,8 @@ pub(crate) unsafe fn gemm_nt_add(
     }
     a.assert_fits(k, "A");
     b.assert_fits(k, "B");
-    assert!(rows.end <= a.rows && cols.end <= b.rows, "dot gemm: block outside A * B^T");
+    assert!(rows.end <= a.rows, "dot gemm: rows past the end of A");
+    assert!(cols.end <= b.rows, "dot gemm: columns past the end of B");
     let last = (rows.end - 1) * c_stride + cols.end;
     assert!(last <= c_len, "dot gemm: C needs {last} elements, slice has {c_len}");
     for k0 in (0..k).step_by(KC) {

@@ -12,15 +12,15 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-/// What a micro-kernel does with its `MR x NR` product `acc` when it stores
-/// it into C: `C = relu(acc + beta * C + bias[row])`, each part optional.
+/// The store step of a micro-kernel, which writes its `MR x NR` product
+/// `acc` into C as `C = relu(acc + beta * C + bias[row])`, each part optional.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TileStore {
     /// Rows of the tile that exist in C, at most `MR`.
     pub rows: usize,
     /// Columns of the tile that exist in C, at most `NR`.
     pub cols: usize,
-    /// Factor of the old C; 0 means C is not read, so it may hold NaN.
+    /// Factor of the old C. With 0, C is not read, so it may contain NaN.
     pub beta: f32,
     /// Bias of the tile's first row, or null; row `i` adds `bias[i]`.
     pub bias: *const f32,

@@ -24,7 +24,7 @@ pub(crate) use kernels::{DOT_MR, DOT_NR, DotKernel, MicroKernel};
 
 use crate::{Float, Result};
 
-/// The micro-kernel of `backend`, or `None` for the portable path.
+/// Returns the micro-kernel of `backend`, or `None` for the portable path.
 ///
 /// # Panics
 /// If this CPU does not support `backend`; [`with_backend`] and
@@ -524,7 +524,7 @@ mod tests {
         check_gemm_par::<f64>(m, k, n);
     }
 
-    /// The backends this CPU can run.
+    /// Lists the backends this CPU can run.
     fn supported_backends() -> Vec<GemmBackend> {
         GemmBackend::ALL.into_iter().filter(|b| b.is_supported()).collect()
     }

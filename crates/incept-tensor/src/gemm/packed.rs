@@ -29,10 +29,10 @@ const NC: usize = 256;
 /// thread: below it, handing tiles to another core costs more than it saves.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
-/// Where element `(row, col)` of a matrix lives in a slice, for matrices
-/// whose columns run across several images: column `col` belongs to image
-/// `col / cols_per_image`, which starts `image_stride` elements after the
-/// previous one. A plain strided matrix is one image.
+/// The position of each element `(row, col)` of a matrix in a slice, for
+/// matrices whose columns run across several images. Column `col` belongs
+/// to image `col / cols_per_image`, which starts `image_stride` elements
+/// after the previous one. A plain strided matrix is one image.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layout {
     pub rows: usize,
@@ -44,7 +44,7 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    /// A plain `rows x cols` matrix with the given strides.
+    /// Describes a plain `rows x cols` matrix with the given strides.
     pub fn matrix(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
         Layout { rows, cols, row_stride, col_stride, cols_per_image: cols.max(1), image_stride: 0 }
     }
@@ -83,8 +83,8 @@ pub(crate) trait PackB: Sync {
     /// from `width` to `nr`.
     fn pack(&self, k0: usize, kc: usize, j0: usize, width: usize, nr: usize, dst: &mut [f32]);
 
-    /// The same rows and columns as a panel read in place, when B is stored
-    /// so that the micro-kernel can read it without packing.
+    /// Returns the same rows and columns as a panel read in place, when B is
+    /// stored so that the micro-kernel can read it without packing.
     fn in_place(&self, _k0: usize, _j0: usize, _width: usize, _nr: usize) -> Option<Panel> {
         None
     }
@@ -132,10 +132,10 @@ impl PackB for StridedB<'_> {
         let l = &self.layout;
         // With a depth of zero, B has no row to point at.
         let whole_panel = k0 < l.rows && width == nr && l.contiguous(j0, width);
-        // Rows 4 KiB apart (or a multiple of 128 B, a power of two apart)
-        // fall into few L1 sets and evict each other; pack those instead.
-        // A single row never applies its stride, which may then be huge.
-        let spread = l.rows == 1 || ((l.row_stride * 4) & 4095 != 0 && gcd(l.row_stride * 4, 4096) <= 128);
+        // Rows whose distance in bytes shares a power of two above 128 with
+        // 4 KiB fall into few L1 sets and evict each other, so those are
+        // packed. A single row never applies its stride, which may be huge.
+        let spread = l.rows == 1 || gcd(l.row_stride * 4, 4096) <= 128;
         (whole_panel && spread).then(|| Panel {
             ptr: self.data[l.offset(k0, j0)..].as_ptr(),
             row_stride: l.row_stride,
@@ -151,7 +151,7 @@ pub(super) fn gcd(mut a: usize, mut b: usize) -> usize {
     a
 }
 
-/// What to do with each output element after the product.
+/// The operations applied to each output element after the product.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Epilogue<'a> {
     /// Factor of the old C; 0 leaves C unread.
@@ -223,7 +223,8 @@ pub(crate) unsafe fn gemm_packed_raw(
 ) {
     let (m, k, n) = (a_layout.rows, a_layout.cols, c_layout.cols);
     assert_eq!(c_layout.rows, m, "packed gemm: C has {} rows, A has {m}", c_layout.rows);
-    assert!(kernel.mr <= MAX_MR && kernel.nr <= MAX_NR, "micro-kernel tile larger than the driver's buffers");
+    assert!(kernel.mr <= MAX_MR, "micro-kernel has more rows than the driver's buffers");
+    assert!(kernel.nr <= MAX_NR, "micro-kernel has more columns than the driver's buffers");
     if let Some(bias) = epilogue.bias {
         assert_eq!(bias.len(), m, "packed gemm: bias has {} values, C has {m} rows", bias.len());
     }
@@ -315,7 +316,7 @@ impl<'a> APanels<'a> {
         APanels { a, layout, mr, first_packed, packed_rows, packed }
     }
 
-    /// The panel of rows `i0..i0 + mr` and columns `k0..k0 + kc`.
+    /// Returns the panel of rows `i0..i0 + mr` and columns `k0..k0 + kc`.
     fn panel(&self, i0: usize, k0: usize, kc: usize) -> Panel {
         if i0 < self.first_packed {
             let l = &self.layout;
